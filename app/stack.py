@@ -1,0 +1,89 @@
+"""The supervisor behind `make run` and `make test`.
+
+    python -m app.stack run            web (ASGI), worker, beat, with demo data
+    python -m app.stack test [ARGS]    the whole pytest suite (ARGS go to pytest)
+    python -m app.stack manage ARGS    any manage.py command
+
+Each starts the embedded PostgreSQL and Redis unless `DATABASE_URL` /
+`REDIS_URL` are set, and stops every child it started on exit or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from app.embedded import Services
+
+PYTHON = sys.executable
+
+
+def manage(*args: str) -> int:
+    return subprocess.call([PYTHON, "manage.py", *args])
+
+
+def _children() -> dict[str, list[str]]:
+    port = os.environ.get("PORT", "8000")
+    return {
+        "web": [PYTHON, "-m", "uvicorn", "app.asgi:application", "--host", "127.0.0.1", "--port", port,
+                "--no-access-log"],
+        "worker": [PYTHON, "-m", "celery", "-A", "app", "worker", "-Q", "celery,projections,rebuilds",
+                   "--concurrency", "2", "--loglevel", "INFO"],
+        "beat": [PYTHON, "-m", "celery", "-A", "app", "beat", "--loglevel", "INFO",
+                 "--schedule", os.path.join(os.environ.get("EVENTFOLD_DATA", ".data"), "celerybeat-schedule")],
+    }
+
+
+def run() -> int:
+    if manage("migrate", "--noinput") != 0:
+        return 1
+    if manage("seed_demo", "--if-empty") != 0:
+        return 1
+    procs = {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in _children().items()}
+    port = os.environ.get("PORT", "8000")
+    print(f"\nEventfold is running at http://127.0.0.1:{port}/  (Ctrl-C stops everything)\n", flush=True)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    while not stopping:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr)
+                stopping, code = True, 1
+        time.sleep(0.3)
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + 15
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return code
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"run", "test", "manage"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
+    with Services():
+        if argv[0] == "run":
+            return run()
+        if argv[0] == "test":
+            return subprocess.call([PYTHON, "-m", "pytest", *argv[1:]])
+        return manage(*argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

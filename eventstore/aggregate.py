@@ -1,0 +1,171 @@
+"""Aggregates and their repository.
+
+An aggregate type is any class with this shape (domain code need not import
+this module, it only has to match it):
+
+    category: ClassVar[str]            # the stream category, e.g. "account"
+    snapshot_version: ClassVar[int]    # bump when the state's shape changes
+    initial_state() -> State           # classmethod: the state before any event
+    evolve(state, event) -> State      # pure fold: state + event -> state
+    instance.id, .state, .version, .pending_events
+
+`Aggregate` below is a ready-made base with that shape. State is a pydantic
+model (or anything with `model_dump(mode="json")` and `model_validate`), which
+is what snapshots store.
+
+`Repository` loads an aggregate by folding its stream (starting from the
+latest snapshot when one fits), saves its pending events with the expected
+version, writes a snapshot every N events, and loads "as of version N" or
+"as of time T" by stopping the same fold early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
+
+import orjson
+from django.conf import settings
+from psycopg import sql
+from pydantic import BaseModel
+
+from eventstore.errors import EventStoreError
+from eventstore.records import ANY, NO_STREAM, AppendResult, ExpectedVersion, NewEvent, RecordedEvent
+from eventstore.store import EventStore
+
+S = TypeVar("S", bound=BaseModel)
+A = TypeVar("A")
+
+
+class AggregateNotFound(EventStoreError):
+    """No events exist for this stream (at that point in time)."""
+
+
+class Aggregate(Generic[S]):
+    """Base class: subclasses set `category`, `initial_state` and `evolve`, and
+    their command methods call `record(event)` after checking invariants."""
+
+    category: ClassVar[str]
+    snapshot_version: ClassVar[int] = 1
+
+    def __init__(self, id: UUID, state: S | None = None, version: int = 0) -> None:
+        self.id = id
+        self.state: S = self.initial_state() if state is None else state
+        self.version = version
+        self.pending_events: list[BaseModel] = []
+
+    @classmethod
+    def initial_state(cls) -> S:
+        raise NotImplementedError
+
+    @staticmethod
+    def evolve(state: S, event: BaseModel) -> S:
+        raise NotImplementedError
+
+    def record(self, event: BaseModel) -> None:
+        self.state = self.evolve(self.state, event)
+        self.pending_events.append(event)
+
+
+SNAPSHOT_GET = sql.SQL(
+    "SELECT version, snapshot_version, state::text FROM eventstore_snapshot WHERE stream_id = %s"
+)
+SNAPSHOT_PUT = sql.SQL(
+    "INSERT INTO eventstore_snapshot (stream_id, category, version, snapshot_version, state) "
+    "VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (stream_id) DO UPDATE SET "
+    "version = EXCLUDED.version, snapshot_version = EXCLUDED.snapshot_version, "
+    "state = EXCLUDED.state, taken_at = now() WHERE eventstore_snapshot.version < EXCLUDED.version "
+    "OR eventstore_snapshot.snapshot_version <> EXCLUDED.snapshot_version"
+)
+SNAPSHOT_DROP = sql.SQL("DELETE FROM eventstore_snapshot WHERE stream_id = %s")
+
+
+class Repository(Generic[A]):
+    """Loads and saves aggregates of one type."""
+
+    def __init__(
+        self, aggregate_type: type[A], store: EventStore | None = None, snapshot_every: int | None = None
+    ) -> None:
+        self.type = aggregate_type
+        self.store = store or EventStore()
+        every = snapshot_every if snapshot_every is not None else settings.EVENTSTORE["SNAPSHOT_EVERY"]
+        self.snapshot_every = max(0, every)
+
+    def load(self, stream_id: UUID, *, version: int | None = None, at: datetime | None = None) -> A:
+        """The aggregate folded to its latest version, to `version`, or as it was at time `at`."""
+        agg_type: Any = self.type
+        state, current = agg_type.initial_state(), 0
+        if at is None:
+            snapshot = self._snapshot(stream_id)
+            if snapshot is not None and (version is None or snapshot[0] <= version):
+                current, state = snapshot
+        events = self.store.read_stream(
+            stream_id, from_version=current + 1, to_version=version, recorded_until=at
+        )
+        state, current = self.fold(state, current, events)
+        if current == 0:
+            raise AggregateNotFound(f"no {agg_type.category} {stream_id}")
+        return agg_type(stream_id, state, current)
+
+    def fold(self, state: Any, version: int, events: list[RecordedEvent]) -> tuple[Any, int]:
+        """Apply recorded events to a state: the one fold behind load, history and the time machine."""
+        evolve, decode = self.type.evolve, self.store.registry.decode  # type: ignore[attr-defined]
+        for event in events:
+            state = evolve(state, decode(event.type, event.data))
+            version = event.version
+        return state, version
+
+    def save(
+        self,
+        aggregate: A,
+        *,
+        expected_version: ExpectedVersion | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        event_ids: list[UUID] | None = None,
+    ) -> AppendResult | None:
+        """Append the aggregate's pending events, checked against the version it was loaded at."""
+        agg: Any = aggregate
+        if not agg.pending_events:
+            return None
+        if expected_version is None:
+            expected_version = agg.version if agg.version else NO_STREAM
+        meta = dict(metadata or {})
+        if event_ids is not None:
+            batch = [NewEvent(e, meta, i) for e, i in zip(agg.pending_events, event_ids, strict=True)]
+        else:
+            batch = [NewEvent(e, meta) for e in agg.pending_events]
+        result = self.store.append(agg.id, self.type.category, batch, expected_version=expected_version)  # type: ignore[attr-defined]
+        before, agg.version = agg.version, result.version
+        agg.pending_events = []
+        if self.snapshot_every and expected_version != ANY and (
+            result.version // self.snapshot_every > before // self.snapshot_every
+        ):
+            self.take_snapshot(agg)
+        return result
+
+    # -- snapshots ----------------------------------------------------------------
+    def _snapshot(self, stream_id: UUID) -> tuple[int, Any] | None:
+        with self.store._cursor() as cur:
+            row = cur.execute(SNAPSHOT_GET, [stream_id]).fetchone()
+        if row is None:
+            return None
+        version, snapshot_version, state = row
+        if snapshot_version != getattr(self.type, "snapshot_version", 1):
+            with self.store._cursor() as cur:
+                cur.execute(SNAPSHOT_DROP, [stream_id])
+            return None
+        return version, self.type_state().model_validate(orjson.loads(state))
+
+    def type_state(self) -> type[BaseModel]:
+        return type(self.type.initial_state())  # type: ignore[attr-defined]
+
+    def take_snapshot(self, aggregate: A) -> None:
+        agg: Any = aggregate
+        state = orjson.dumps(agg.state.model_dump(mode="json")).decode()
+        with self.store._cursor() as cur:
+            cur.execute(
+                SNAPSHOT_PUT,
+                [agg.id, self.type.category, agg.version, getattr(self.type, "snapshot_version", 1), state],  # type: ignore[attr-defined]
+            )

@@ -1,0 +1,106 @@
+"""Value types that cross the store's boundary."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, NamedTuple
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel
+
+BUCKETS = 64  # fixed: a stream's bucket never changes
+
+
+def bucket_of(stream_id: UUID) -> int:
+    """The bucket of a stream, from the low bits of its UUID (random in uuid4)."""
+    return stream_id.int % BUCKETS
+
+
+ANY: Literal["any"] = "any"
+NO_STREAM: Literal["no_stream"] = "no_stream"
+ExpectedVersion = int | Literal["any", "no_stream"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append: a registered payload, its metadata and its id.
+
+    The id makes a retried append harmless: the same ids at the same versions
+    return the first append's positions instead of appending again.
+    """
+
+    payload: BaseModel
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    event_id: UUID = field(default_factory=uuid4)
+
+
+class Checkpoint(NamedTuple):
+    """A place in the log's read order: (transaction id, global position)."""
+
+    tx_id: int
+    position: int
+
+    def encode(self) -> str:
+        """An opaque, URL-safe cursor."""
+        raw = f"{self.tx_id}.{self.position}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str) -> Checkpoint:
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+            tx_id, position = (int(part) for part in raw.split("."))
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError(f"not a valid cursor: {cursor!r}") from None
+        if tx_id < 0 or position < 0:
+            raise ValueError(f"not a valid cursor: {cursor!r}")
+        return cls(tx_id, position)
+
+
+START = Checkpoint(0, 0)
+
+
+class RecordedEvent(NamedTuple):
+    """An event as stored, with its data upcast to the current schema version."""
+
+    position: int
+    tx_id: int
+    stream_id: UUID
+    category: str
+    version: int
+    event_id: UUID
+    type: str
+    schema_version: int
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.tx_id, self.position)
+
+    @property
+    def bucket(self) -> int:
+        return bucket_of(self.stream_id)
+
+
+class AppendResult(NamedTuple):
+    stream_id: UUID
+    versions: list[int]
+    positions: list[int]
+
+    @property
+    def version(self) -> int:
+        return self.versions[-1]
+
+    @property
+    def position(self) -> int:
+        return self.positions[-1]
+
+
+class ReadResult(NamedTuple):
+    events: list[RecordedEvent]
+    checkpoint: Checkpoint  # where to resume: the last event's, or `after` when nothing was read

@@ -1,0 +1,124 @@
+"""The event registry: every event type is a pydantic model with a stable name
+and a schema version. It validates payloads on append, upcasts old schema
+versions on read with a chain of pure functions, and is the event catalog.
+
+    @event_type("ledger.FundsDeposited", version=2)
+    class FundsDeposited(BaseModel):
+        amount: int
+        reference: str = ""
+
+    @upcaster("ledger.FundsDeposited", from_version=1)
+    def _v1_to_v2(data: dict) -> dict:
+        return {**data, "reference": data.get("memo", "")}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from eventstore.errors import InvalidEventData, UnknownEventType, UpcastError
+
+M = TypeVar("M", bound=type[BaseModel])
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class EventType:
+    name: str
+    version: int
+    model: type[BaseModel]
+    upcasters: dict[int, Upcaster] = field(default_factory=dict)  # from_version -> fn
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.model.model_json_schema()
+
+
+class EventRegistry:
+    """Maps stable names to event models, and models back to names."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, EventType] = {}
+        self._by_model: dict[type[BaseModel], EventType] = {}
+        self.current_versions: dict[str, int] = {}
+
+    def register(self, name: str, version: int = 1) -> Callable[[M], M]:
+        if version < 1:
+            raise ValueError("schema versions start at 1")
+
+        def decorate(model: M) -> M:
+            known = self._by_name.get(name)
+            if known is not None and known.model is not model:
+                if known.model.__qualname__ != model.__qualname__ or known.model.__module__ != model.__module__:
+                    raise ValueError(f"event type {name!r} is already registered to {known.model.__qualname__}")
+            entry = EventType(name, version, model, known.upcasters if known else {})
+            self._by_name[name] = entry
+            self._by_model[model] = entry
+            self.current_versions[name] = version
+            return model
+
+        return decorate
+
+    def upcaster(self, name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register a pure function that turns `from_version` data into `from_version + 1` data."""
+
+        def decorate(fn: Upcaster) -> Upcaster:
+            entry = self._by_name.get(name)
+            if entry is None:
+                raise UnknownEventType(f"register {name!r} before its upcasters")
+            entry.upcasters[from_version] = fn
+            return fn
+
+        return decorate
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def get(self, name: str) -> EventType:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownEventType(f"unknown event type {name!r}") from None
+
+    def of(self, payload: BaseModel) -> EventType:
+        try:
+            return self._by_model[type(payload)]
+        except KeyError:
+            raise UnknownEventType(f"{type(payload).__qualname__} is not a registered event type") from None
+
+    def types(self) -> list[EventType]:
+        return sorted(self._by_name.values(), key=lambda t: t.name)
+
+    def validate(self, name: str, data: Mapping[str, Any]) -> BaseModel:
+        """Build the payload of event type `name` from plain data, or raise InvalidEventData."""
+        entry = self.get(name)
+        try:
+            return entry.model.model_validate(data)
+        except ValidationError as exc:
+            errors = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+            raise InvalidEventData(name, errors) from None
+
+    def upcast(self, name: str, schema_version: int, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Bring stored data of any older schema version up to the current one."""
+        entry = self._by_name.get(name)
+        if entry is None or schema_version >= entry.version:
+            return schema_version, data
+        while schema_version < entry.version:
+            fn = entry.upcasters.get(schema_version)
+            if fn is None:
+                raise UpcastError(f"{name}: no upcaster from schema version {schema_version}")
+            data = fn(data)
+            schema_version += 1
+        return schema_version, data
+
+    def decode(self, name: str, data: dict[str, Any]) -> BaseModel:
+        """The typed payload of already upcast data."""
+        return self.get(name).model.model_validate(data)
+
+
+registry = EventRegistry()
+event_type = registry.register
+upcaster = registry.upcaster
