@@ -28,12 +28,43 @@ def manage(*args: str) -> int:
 def _children() -> dict[str, list[str]]:
     port = os.environ.get("PORT", "8000")
     return {
-        "web": [PYTHON, "-m", "uvicorn", "app.asgi:application", "--host", "127.0.0.1", "--port", port,
-                "--no-access-log"],
-        "worker": [PYTHON, "-m", "celery", "-A", "app", "worker", "-Q", "celery,projections,rebuilds",
-                   "--concurrency", "2", "--loglevel", "INFO"],
-        "beat": [PYTHON, "-m", "celery", "-A", "app", "beat", "--loglevel", "INFO",
-                 "--schedule", os.path.join(os.environ.get("EVENTFOLD_DATA", ".data"), "celerybeat-schedule")],
+        "web": [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "app.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--no-access-log",
+        ],
+        "worker": [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "app",
+            "worker",
+            "-Q",
+            "celery,projections,rebuilds",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "INFO",
+        ],
+        "beat": [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "app",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            os.path.join(os.environ.get("EVENTFOLD_DATA", ".data"), "celerybeat-schedule"),
+        ],
     }
 
 

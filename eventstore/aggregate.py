@@ -69,9 +69,7 @@ class Aggregate(Generic[S]):
         self.pending_events.append(event)
 
 
-SNAPSHOT_GET = sql.SQL(
-    "SELECT version, snapshot_version, state::text FROM eventstore_snapshot WHERE stream_id = %s"
-)
+SNAPSHOT_GET = sql.SQL("SELECT version, snapshot_version, state::text FROM eventstore_snapshot WHERE stream_id = %s")
 SNAPSHOT_PUT = sql.SQL(
     "INSERT INTO eventstore_snapshot (stream_id, category, version, snapshot_version, state) "
     "VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (stream_id) DO UPDATE SET "
@@ -101,9 +99,7 @@ class Repository(Generic[A]):
             snapshot = self._snapshot(stream_id)
             if snapshot is not None and (version is None or snapshot[0] <= version):
                 current, state = snapshot
-        events = self.store.read_stream(
-            stream_id, from_version=current + 1, to_version=version, recorded_until=at
-        )
+        events = self.store.read_stream(stream_id, from_version=current + 1, to_version=version, recorded_until=at)
         state, current = self.fold(state, current, events)
         if current == 0:
             raise AggregateNotFound(f"no {agg_type.category} {stream_id}")
@@ -139,8 +135,10 @@ class Repository(Generic[A]):
         result = self.store.append(agg.id, self.type.category, batch, expected_version=expected_version)  # type: ignore[attr-defined]
         before, agg.version = agg.version, result.version
         agg.pending_events = []
-        if self.snapshot_every and expected_version != ANY and (
-            result.version // self.snapshot_every > before // self.snapshot_every
+        if (
+            self.snapshot_every
+            and expected_version != ANY
+            and (result.version // self.snapshot_every > before // self.snapshot_every)
         ):
             self.take_snapshot(agg)
         return result

@@ -45,6 +45,11 @@ class EventRegistry:
         self._by_model: dict[type[BaseModel], EventType] = {}
         self.current_versions: dict[str, int] = {}
 
+    @property
+    def has_history(self) -> bool:
+        """Whether any type has a schema version above 1, so that reads may need upcasting."""
+        return any(v > 1 for v in self.current_versions.values())
+
     def register(self, name: str, version: int = 1) -> Callable[[M], M]:
         if version < 1:
             raise ValueError("schema versions start at 1")

@@ -24,7 +24,9 @@ binding cursor, which lets PostgreSQL prepare them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+import gc
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -35,6 +37,7 @@ from django.db import connections, transaction
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.adapt import Loader
+from psycopg.pq import Format
 from pydantic import BaseModel
 
 from eventstore.errors import ConcurrencyError, DuplicateEventError
@@ -50,18 +53,29 @@ from eventstore.records import (
     RecordedEvent,
     bucket_of,
 )
-from eventstore.registry import EventRegistry, registry as default_registry
+from eventstore.registry import EventRegistry
+from eventstore.registry import registry as default_registry
 
 ANY_VERSION_RETRIES = 5
+
+
+# Reads decode every column in C: psycopg's own timestamptz loader (Django installs a Python one
+# on its connections), its integer loader for xid8 (whose text form is digits), and orjson for
+# jsonb. Rows become RecordedEvents through tuple.__new__, again without a Python frame.
 XID8_OID = 5069
 
 
-class _Xid8Loader(Loader):
-    def load(self, data: Any) -> int:
-        return int(bytes(data))
+class _JsonLoader(Loader):
+    load = orjson.loads  # a builtin, so not bound as a method: psycopg calls orjson directly
 
 
-psycopg.adapters.register_loader(XID8_OID, _Xid8Loader)
+def _recorded_event_row(cursor: Any) -> Callable[[Sequence[Any]], RecordedEvent]:
+    return _MAKE_RECORDED_EVENT
+
+
+_MAKE_RECORDED_EVENT = functools.partial(tuple.__new__, RecordedEvent)
+_TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, Format.TEXT)
+_INT_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["int8"].oid, Format.TEXT)
 
 TABLE = sql.Identifier("eventstore_event")
 COLUMNS = sql.SQL(
@@ -71,44 +85,89 @@ COLUMNS = sql.SQL(
 # The horizon: every transaction below it has ended, so no row can still appear below it.
 HORIZON = sql.SQL("tx_id < pg_snapshot_xmin(pg_current_snapshot())")
 
-_INSERT = sql.SQL(
-    "INSERT INTO {table} (stream_id, category, bucket, version, event_id, event_type, schema_version, data, metadata) "
-    "SELECT %(stream_id)s, %(category)s, %(bucket)s, {base} + n, e, t, s, d::jsonb, m::jsonb "
-    "FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(svs)s::int2[], %(data)s::text[], %(meta)s::text[]) "
-    "WITH ORDINALITY AS x(e, t, s, d, m, n) {where} "
-    "RETURNING version, global_position"
-)
-APPEND_EXACT = _INSERT.format(
-    table=TABLE,
-    base=sql.SQL("%(expected)s::int"),
-    where=sql.SQL(
-        "WHERE %(expected)s::int = 0 OR EXISTS "
-        "(SELECT 1 FROM {table} WHERE stream_id = %(stream_id)s AND version = %(expected)s::int)"
-    ).format(table=TABLE),
-)
-APPEND_ANY = _INSERT.format(
-    table=TABLE,
-    base=sql.SQL("(SELECT coalesce(max(version), 0) FROM {table} WHERE stream_id = %(stream_id)s)").format(
-        table=TABLE
-    ),
-    where=sql.SQL(""),
-)
+VALUES_LIMIT = 100  # up to this many events an append is a VALUES list, beyond it arrays (unnest)
+
+
+@functools.lru_cache(maxsize=256)
+def append_statement(exact: bool, n: int) -> bytes:
+    """The one append statement for `n` events; versions follow the expected (or current) version.
+
+    Named parameters: stream_id, category, bucket, expected (exact only), and per
+    event i: e{i}, t{i}, s{i}, d{i}, m{i} (id, type, schema version, data,
+    metadata) -- or, above VALUES_LIMIT, the arrays e, t, s, d, m.
+    """
+    if n <= VALUES_LIMIT:
+        rows = sql.SQL(", ").join(
+            sql.SQL("(%(e{i})s::uuid, %(t{i})s::text, %(s{i})s::int2, %(d{i})s::text, %(m{i})s::text, {i})").format(
+                i=sql.Literal(i)
+            )
+            for i in range(1, n + 1)
+        )
+        source = sql.SQL("(VALUES {}) AS x(e, t, s, d, m, n)").format(rows)
+    else:
+        source = sql.SQL(
+            "unnest(%(e)s::uuid[], %(t)s::text[], %(s)s::int2[], %(d)s::text[], %(m)s::text[]) "
+            "WITH ORDINALITY AS x(e, t, s, d, m, n)"
+        )
+    if exact:
+        base = sql.SQL("%(expected)s::int")
+        where = sql.SQL(
+            " WHERE %(expected)s::int = 0 OR EXISTS "
+            "(SELECT 1 FROM {table} WHERE stream_id = %(stream_id)s AND version = %(expected)s::int)"
+        ).format(table=TABLE)
+    else:
+        base = sql.SQL("(SELECT coalesce(max(version), 0) FROM {table} WHERE stream_id = %(stream_id)s)").format(
+            table=TABLE
+        )
+        where = sql.SQL("")
+    statement = sql.SQL(
+        "INSERT INTO {table} (stream_id, category, bucket, version, event_id, event_type, schema_version, "
+        "data, metadata) SELECT %(stream_id)s, %(category)s, %(bucket)s, {base} + x.n, x.e, x.t, x.s, "
+        "x.d::jsonb, x.m::jsonb FROM {source}{where} RETURNING version, global_position"
+    ).format(table=TABLE, base=base, source=source, where=where)
+    return statement.as_bytes(None)
+
+
+# The read must walk an index in (tx_id, global_position) order and stop at the limit. Without
+# statistics (a new table) the planner may prefer a bitmap scan and a sort of everything after the
+# checkpoint; these transaction-local settings rule that out for the one statement.
+ORDERED_SCAN_ON = "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)"
+ORDERED_SCAN_OFF = "SELECT set_config('enable_sort', 'on', true), set_config('enable_bitmapscan', 'on', true)"
+
+
+@functools.lru_cache(maxsize=16)
+def read_all_statement(bucket: bool, categories: bool, types: bool) -> bytes:
+    conds = [sql.SQL("(tx_id, global_position) > (%(tx)s::text::xid8, %(pos)s)"), HORIZON]
+    if bucket:
+        conds.insert(0, sql.SQL("bucket = %(bucket)s::int2"))
+    if categories:
+        conds.append(sql.SQL("category = ANY(%(categories)s::text[])"))
+    if types:
+        conds.append(sql.SQL("event_type = ANY(%(types)s::text[])"))
+    return (
+        sql.SQL("SELECT {cols} FROM {table} WHERE {conds} ORDER BY tx_id, global_position LIMIT %(limit)s")
+        .format(cols=COLUMNS, table=TABLE, conds=sql.SQL(" AND ").join(conds))
+        .as_bytes(None)
+    )
+
+
 STREAM_VERSION = sql.SQL("SELECT coalesce(max(version), 0) FROM {table} WHERE stream_id = %s").format(table=TABLE)
-FIND_EVENTS = sql.SQL("SELECT event_id, stream_id, version, global_position FROM {table} WHERE event_id = ANY(%s)").format(
-    table=TABLE
-)
+FIND_EVENTS = sql.SQL(
+    "SELECT event_id, stream_id, version, global_position FROM {table} WHERE event_id = ANY(%s)"
+).format(table=TABLE)
 
 
-def _decode_rows(rows: Iterable[tuple], reg: EventRegistry) -> list[RecordedEvent]:
-    loads = orjson.loads
+def _upcast_all(events: list[RecordedEvent], reg: EventRegistry) -> list[RecordedEvent]:
+    """Bring events of older schema versions up to date (a no-op pass when no type has history)."""
+    if not reg.has_history:
+        return events
     current = reg.current_versions
     out = []
-    append = out.append
-    for pos, tx, sid, cat, ver, eid, typ, sv, data, meta, at in rows:
-        data = loads(data)
-        if sv < current.get(typ, sv):
-            sv, data = reg.upcast(typ, sv, data)
-        append(RecordedEvent(pos, tx, sid, cat, ver, eid, typ, sv, data, loads(meta), at))
+    for e in events:
+        if e.schema_version < current.get(e.type, e.schema_version):
+            schema_version, data = reg.upcast(e.type, e.schema_version, e.data)
+            e = e._replace(schema_version=schema_version, data=data)
+        out.append(e)
     return out
 
 
@@ -125,6 +184,27 @@ class EventStore:
         conn.ensure_connection()
         return psycopg.Cursor(conn.connection)
 
+    def _read_cursor(self) -> psycopg.Cursor[RecordedEvent]:
+        """A cursor whose rows are RecordedEvents, built without a Python call per row or column."""
+        conn = connections[self.using]
+        conn.ensure_connection()
+        cur = psycopg.Cursor(conn.connection, row_factory=_recorded_event_row)
+        cur.adapters.register_loader("jsonb", _JsonLoader)
+        cur.adapters.register_loader("timestamptz", _TIMESTAMPTZ_LOADER)
+        cur.adapters.register_loader(XID8_OID, _INT_LOADER)
+        return cur
+
+    def _fetch_events(self, cur: psycopg.Cursor[RecordedEvent]) -> list[RecordedEvent]:
+        # A page allocates thousands of dicts at once: collecting garbage in between only costs.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            events = cur.fetchall()
+        finally:
+            if enabled:
+                gc.enable()
+        return _upcast_all(events, self.registry)
+
     # -- writing ----------------------------------------------------------------
     def append(
         self,
@@ -138,17 +218,18 @@ class EventStore:
         if not events:
             raise ValueError("append needs at least one event")
         batch = [e if isinstance(e, NewEvent) else NewEvent(e) for e in events]
-        params = self._params(stream_id, category, batch)
         if expected_version == ANY:
-            statement = APPEND_ANY
+            expected: int | None = None
         elif expected_version == NO_STREAM:
-            statement, params["expected"] = APPEND_EXACT, 0
+            expected = 0
         elif isinstance(expected_version, int) and not isinstance(expected_version, bool) and expected_version >= 0:
-            statement, params["expected"] = APPEND_EXACT, expected_version
+            expected = expected_version
         else:
             raise ValueError(f"expected_version must be ANY, NO_STREAM or a version >= 0, not {expected_version!r}")
+        statement = append_statement(expected is not None, len(batch))
+        params = self._params(stream_id, category, batch, expected)
 
-        attempts = ANY_VERSION_RETRIES if expected_version == ANY else 1
+        attempts = ANY_VERSION_RETRIES if expected is None else 1
         for attempt in range(attempts):
             try:
                 rows = self._insert(statement, params)
@@ -165,38 +246,38 @@ class EventStore:
             return AppendResult(stream_id, [r[0] for r in rows], [r[1] for r in rows])
         raise AssertionError("unreachable")
 
-    def _params(self, stream_id: UUID, category: str, batch: list[NewEvent]) -> dict[str, Any]:
-        of = self.registry.of
-        types, versions, data, meta = [], [], [], []
-        for event in batch:
-            entry = of(event.payload)
-            types.append(entry.name)
-            versions.append(entry.version)
-            data.append(event.payload.__pydantic_serializer__.to_json(event.payload).decode())
-            meta.append(orjson.dumps(event.metadata).decode())
-        return {
+    def _params(self, stream_id: UUID, category: str, batch: list[NewEvent], expected: int | None) -> dict[str, Any]:
+        """The named parameters `append_statement` documents."""
+        of, dumps = self.registry.of, orjson.dumps
+        params: dict[str, Any] = {
             "stream_id": stream_id,
             "category": category,
             "bucket": bucket_of(stream_id),
-            "ids": [e.event_id for e in batch],
-            "types": types,
-            "svs": versions,
-            "data": data,
-            "meta": meta,
+            "expected": expected,
         }
+        columns: list[tuple[Any, str, int, str, str]] = []
+        for event in batch:
+            entry = of(event.payload)
+            data = event.payload.__pydantic_serializer__.to_json(event.payload).decode()
+            columns.append((event.event_id, entry.name, entry.version, data, dumps(event.metadata).decode()))
+        if len(batch) <= VALUES_LIMIT:
+            for i, (e, t, s, d, m) in enumerate(columns, start=1):
+                params[f"e{i}"], params[f"t{i}"], params[f"s{i}"], params[f"d{i}"], params[f"m{i}"] = e, t, s, d, m
+        else:
+            for key, values in zip("etsdm", zip(*columns, strict=True), strict=True):
+                params[key] = list(values)
+        return params
 
-    def _insert(self, statement: sql.Composable, params: dict[str, Any]) -> list[tuple[int, int]]:
+    def _insert(self, statement: bytes, params: dict[str, Any]) -> list[tuple[int, int]]:
         conn = connections[self.using]
         if conn.in_atomic_block:
             # A failed statement would doom the caller's transaction: isolate it.
             with transaction.atomic(using=self.using), self._cursor() as cur:
-                return cur.execute(statement, params).fetchall()
+                return cur.execute(statement, params, prepare=True).fetchall()
         with self._cursor() as cur:  # autocommit: one statement is one atomic transaction
-            return cur.execute(statement, params).fetchall()
+            return cur.execute(statement, params, prepare=True).fetchall()
 
-    def _find_original(
-        self, stream_id: UUID, batch: list[NewEvent], expected: ExpectedVersion
-    ) -> AppendResult | None:
+    def _find_original(self, stream_id: UUID, batch: list[NewEvent], expected: ExpectedVersion) -> AppendResult | None:
         """If these very events are already stored at the versions asked for, the earlier append's result."""
         with self._cursor() as cur:
             found = {row[0]: row[1:] for row in cur.execute(FIND_EVENTS, [[e.event_id for e in batch]])}
@@ -204,9 +285,9 @@ class EventStore:
             return None
         placed = [found.get(e.event_id) for e in batch]
         first = placed[0][1] if placed[0] else 0
-        same_place = all(
-            p is not None and p[0] == stream_id and p[1] == first + i for i, p in enumerate(placed)
-        ) and (expected in (ANY,) or first == (1 if expected == NO_STREAM else int(expected) + 1))
+        same_place = all(p is not None and p[0] == stream_id and p[1] == first + i for i, p in enumerate(placed)) and (
+            expected in (ANY,) or first == (1 if expected == NO_STREAM else int(expected) + 1)
+        )
         if same_place:
             return AppendResult(stream_id, [p[1] for p in placed], [p[2] for p in placed])
         raise DuplicateEventError(
@@ -218,7 +299,7 @@ class EventStore:
     def stream_version(self, stream_id: UUID) -> int:
         """The stream's current version, 0 when it has no events."""
         with self._cursor() as cur:
-            return cur.execute(STREAM_VERSION, [stream_id]).fetchone()[0]
+            return cur.execute(STREAM_VERSION, [stream_id], prepare=True).fetchone()[0]
 
     def read_stream(
         self,
@@ -248,8 +329,9 @@ class EventStore:
             conds=sql.SQL(" AND ").join(conds),
             dir=sql.SQL("DESC" if backwards else "ASC"),
         )
-        with self._cursor() as cur:
-            return _decode_rows(cur.execute(query, params), self.registry)
+        with self._read_cursor() as cur:
+            cur.execute(query, params, prepare=True)
+            return self._fetch_events(cur)
 
     def read_all(
         self,
@@ -261,22 +343,27 @@ class EventStore:
         bucket: int | None = None,
     ) -> ReadResult:
         """Up to `limit` events after the checkpoint, in read order, below the horizon."""
-        conds = [sql.SQL("(tx_id, global_position) > (%(tx)s::text::xid8, %(pos)s)"), HORIZON]
         params: dict[str, Any] = {"tx": str(after.tx_id), "pos": after.position, "limit": limit}
         if bucket is not None:
-            conds.insert(0, sql.SQL("bucket = %(bucket)s::int2"))
             params["bucket"] = bucket
         if categories:
-            conds.append(sql.SQL("category = ANY(%(categories)s::text[])"))
             params["categories"] = list(categories)
         if types:
-            conds.append(sql.SQL("event_type = ANY(%(types)s::text[])"))
             params["types"] = list(types)
-        query = sql.SQL(
-            "SELECT {cols} FROM {table} WHERE {conds} ORDER BY tx_id, global_position LIMIT %(limit)s"
-        ).format(cols=COLUMNS, table=TABLE, conds=sql.SQL(" AND ").join(conds))
-        with self._cursor() as cur:
-            events = _decode_rows(cur.execute(query, params), self.registry)
+        query = read_all_statement(bucket is not None, bool(categories), bool(types))
+        conn = connections[self.using]
+        with self._read_cursor() as cur:
+            pg = cur.connection
+            if conn.in_atomic_block:
+                cur.execute(ORDERED_SCAN_ON)
+                cur.execute(query, params, prepare=True)
+                events = self._fetch_events(cur)
+                cur.execute(ORDERED_SCAN_OFF)
+            else:
+                with pg.pipeline(), pg.transaction():  # one round trip: BEGIN, settings, SELECT, COMMIT
+                    cur.execute(ORDERED_SCAN_ON)
+                    cur.execute(query, params, prepare=True)
+                events = self._fetch_events(cur)
         return ReadResult(events, events[-1].checkpoint if events else after)
 
     def head(self) -> Checkpoint:
@@ -285,5 +372,6 @@ class EventStore:
             "SELECT tx_id, global_position FROM {table} ORDER BY tx_id DESC, global_position DESC LIMIT 1"
         ).format(table=TABLE)
         with self._cursor() as cur:
+            cur.adapters.register_loader(XID8_OID, _INT_LOADER)
             row = cur.execute(query).fetchone()
         return Checkpoint(*row) if row else START

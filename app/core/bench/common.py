@@ -1,0 +1,149 @@
+"""Shared pieces of the benchmark: the payload, scratch schemas, timing.
+
+Every workload runs in a fresh scratch schema (the event store's tables made by
+its own migration SQL, plus the raw reference table), so "streams are new at
+the start of each workload" and W4 reads exactly the log it wrote.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from django.conf import settings
+from django.db import connections
+from pydantic import BaseModel
+
+from eventstore.registry import event_type
+
+SCHEMA = "eventfold_bench"
+SEED = 20261126
+
+RAW_TABLE = """
+CREATE TABLE events (
+    global_position bigserial PRIMARY KEY,
+    stream_id text NOT NULL,
+    version int NOT NULL,
+    type text NOT NULL,
+    data jsonb NOT NULL,
+    metadata jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (stream_id, version)
+)
+"""
+
+
+class Amount(BaseModel):
+    value: int
+    currency: str
+
+
+@event_type("bench.Recorded")
+class Recorded(BaseModel):
+    """The benchmark's ~200-byte event."""
+
+    seq: int
+    account_id: str
+    amount: Amount
+    memo: str
+    at: str
+    tags: list[str]
+
+
+def payloads(n: int, seed: int = SEED) -> list[dict]:
+    rng = random.Random(seed)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return [
+        {
+            "seq": i,
+            "account_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "amount": {"value": rng.randrange(1, 10_000_000), "currency": "EUR"},
+            "memo": "".join(rng.choice(letters) for _ in range(24)),
+            "at": (start + timedelta(seconds=i)).isoformat(),
+            "tags": ["bench", rng.choice(["a", "b", "c"]), f"t{i % 10}"],
+        }
+        for i in range(n)
+    ]
+
+
+def metadata(seed: int = SEED) -> dict:
+    rng = random.Random(seed + 1)
+    return {"correlation_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "schema_version": 1}
+
+
+def stream_ids(n: int, seed: int) -> list[uuid.UUID]:
+    rng = random.Random(seed)
+    return [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(n)]
+
+
+def conninfo() -> str:
+    """A libpq connection string for the configured database, with the scratch schema first."""
+    s = connections["default"].settings_dict
+    parts = {
+        "dbname": s["NAME"],
+        "user": s.get("USER") or "",
+        "password": s.get("PASSWORD") or "",
+        "host": s.get("HOST") or "",
+        "port": str(s.get("PORT") or ""),
+        "options": f"-c search_path={SCHEMA},public",
+    }
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v})
+
+
+def use_schema_in_django() -> None:
+    """Point Django's default connection (and so the event store) at the scratch schema."""
+    conn = connections["default"]
+    conn.close()
+    conn.settings_dict.setdefault("OPTIONS", {})["options"] = f"-c search_path={SCHEMA},public"
+
+
+def reset_schema() -> None:
+    """A fresh scratch schema with the event store's tables and the raw reference table."""
+    from importlib import import_module
+
+    migration = import_module("eventstore.migrations.0001_initial")
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        conn.execute(migration.EVENTS)
+        conn.execute(migration.SNAPSHOTS)
+        conn.execute(RAW_TABLE)
+    connections["default"].close()
+
+
+def drop_schema() -> None:
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+
+
+@contextmanager
+def timer() -> Iterator[list[float]]:
+    box: list[float] = []
+    start = time.perf_counter()
+    yield box
+    box.append(time.perf_counter() - start)
+
+
+def machine() -> dict:
+    import os
+    import platform
+
+    with psycopg.connect(conninfo()) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]
+        fsync = conn.execute("SHOW fsync").fetchone()[0]
+        sync_commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
+    return {
+        "cores": os.cpu_count(),
+        "postgresql": server,
+        "fsync": fsync,
+        "synchronous_commit": sync_commit,
+        "python": platform.python_version(),
+        "psycopg": psycopg.__version__,
+        "database": settings.DATABASES["default"].get("HOST") or "local socket",
+    }

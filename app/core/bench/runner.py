@@ -1,0 +1,81 @@
+"""Runs the workloads interleaved (each run cycles through the systems) and
+reports each figure with its same-run reference, as BENCHMARKS.md asks."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from app.core.bench import common, store_workloads
+
+RUNS = 3
+THROUGHPUT: dict[str, Callable[[str, float], tuple[int, float]]] = {
+    "W1": store_workloads.w1,
+    "W2": store_workloads.w2,
+    "W3": store_workloads.w3,
+    "W4": store_workloads.w4,
+}
+TARGETS = {"W1": 0.85, "W2": 0.85, "W3": 0.85, "W4": 1.2}
+ALL = [*THROUGHPUT, "W5"]
+
+
+def run(workloads: list[str], scale: float, log: Callable[[str], None]) -> dict[str, Any]:
+    report: dict[str, Any] = {"machine": common.machine(), "when": datetime.now(UTC).isoformat(), "scale": scale}
+    try:
+        for wid in workloads:
+            if wid in THROUGHPUT:
+                report[wid] = _throughput(wid, THROUGHPUT[wid], scale, log)
+            elif wid == "W5":
+                report[wid] = _gaps(scale, log)
+            else:
+                raise ValueError(f"unknown workload {wid}; known: {', '.join(ALL)}")
+    finally:
+        common.drop_schema()
+    return report
+
+
+def _throughput(wid: str, fn: Callable[[str, float], tuple[int, float]], scale: float, log: Callable) -> dict:
+    eps: dict[str, list[float]] = {"raw": [], "eventfold": []}
+    for i in range(RUNS):
+        order = ["raw", "eventfold"] if i % 2 == 0 else ["eventfold", "raw"]
+        for system in order:
+            common.reset_schema()
+            events, seconds = fn(system, scale)
+            eps[system].append(events / seconds)
+            log(f"  {wid} run {i + 1} {system:9s} {events / seconds:10,.0f} events/s")
+    median, reference = statistics.median(eps["eventfold"]), statistics.median(eps["raw"])
+    ratio = median / reference
+    verdict = "meets" if ratio >= TARGETS[wid] else "MISSES"
+    log(f"{wid}: {median:,.0f} events/s, raw {reference:,.0f} -> {ratio:.2f}x raw ({verdict} >= {TARGETS[wid]}x)")
+    return {
+        "eps": round(median, 1),
+        "runs": [round(x, 1) for x in eps["eventfold"]],
+        "reference_eps": round(reference, 1),
+        "reference_runs": [round(x, 1) for x in eps["raw"]],
+        "ratio": round(ratio, 3),
+        "target_ratio": TARGETS[wid],
+    }
+
+
+def _gaps(scale: float, log: Callable) -> dict:
+    missed = {"raw": 0, "eventfold": 0}
+    written = {"raw": 0, "eventfold": 0}
+    for i in range(RUNS):
+        for system in ["raw", "eventfold"] if i % 2 == 0 else ["eventfold", "raw"]:
+            common.reset_schema()
+            m, w = store_workloads.w5(system, scale)
+            missed[system] += m
+            written[system] += w
+            log(f"  W5 run {i + 1} {system:9s} missed {m} of {w}")
+    log(
+        f"W5: Eventfold missed {missed['eventfold']} of {written['eventfold']}; "
+        f"naive raw reader missed {missed['raw']} of {written['raw']}"
+    )
+    return {
+        "missed": missed["eventfold"],
+        "events": written["eventfold"],
+        "reference_missed": missed["raw"],
+        "reference_events": written["raw"],
+    }

@@ -1,0 +1,295 @@
+"""W1-W5 of BENCHMARKS.md, each for two systems: "raw" (the plain psycopg 3
+reference table) and "eventfold" (the public EventStore API).
+
+Every function returns (events, seconds) for the timed part; W5 returns
+(missed, written). Writer processes are spawned fresh and wait on a barrier,
+so start-up never counts.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import random
+import time
+from typing import Any
+
+import psycopg
+
+from app.core.bench import common
+
+RAW_INSERT = "INSERT INTO events (stream_id, version, type, data, metadata) VALUES (%s, %s, %s, %s::jsonb, %s::jsonb)"
+RAW_READ = (
+    "SELECT global_position, stream_id, version, type, data::text, metadata::text FROM events "
+    "WHERE global_position > %s ORDER BY global_position LIMIT 1000"
+)
+TYPE = "bench.Recorded"
+CATEGORY = "bench"
+
+
+# -- appenders: one append of `datas` to a stream at `version` (0: new stream) ----------------
+class RawWriter:
+    def __init__(self) -> None:
+        self.conn = psycopg.connect(common.conninfo(), autocommit=True)
+        self.meta = json.dumps(common.metadata())
+
+    def append(self, stream_id: Any, version: int, datas: list[dict]) -> None:
+        sid = str(stream_id)
+        if len(datas) == 1:
+            self.conn.execute(RAW_INSERT, (sid, version + 1, TYPE, json.dumps(datas[0]), self.meta))
+            return
+        rows = ", ".join(["(%s, %s, %s, %s::jsonb, %s::jsonb)"] * len(datas))
+        params: list[Any] = []
+        for i, d in enumerate(datas, start=version + 1):
+            params += [sid, i, TYPE, json.dumps(d), self.meta]
+        self.conn.execute(f"INSERT INTO events (stream_id, version, type, data, metadata) VALUES {rows}", params)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class EventfoldWriter:
+    def __init__(self) -> None:
+        from eventstore.records import NO_STREAM, NewEvent
+        from eventstore.store import EventStore
+
+        common.use_schema_in_django()
+        self.store, self.new, self.no_stream = EventStore(), NewEvent, NO_STREAM
+        self.meta = common.metadata()
+
+    def append(self, stream_id: Any, version: int, datas: list[dict]) -> None:
+        model = common.Recorded.model_validate
+        events = [self.new(model(d), self.meta) for d in datas]
+        self.store.append(stream_id, CATEGORY, events, expected_version=version or self.no_stream)
+
+    def close(self) -> None:
+        from django.db import connections
+
+        connections.close_all()
+
+
+WRITERS = {"raw": RawWriter, "eventfold": EventfoldWriter}
+
+
+def _random_appends(writer: Any, n: int, n_streams: int, seed: int) -> float:
+    """n single-event appends at random over n_streams new streams, after a 10 % warm-up."""
+    rng = random.Random(seed)
+    streams = common.stream_ids(n_streams, seed)
+    versions = dict.fromkeys(streams, 0)
+    warm = n // 10
+    datas = common.payloads(warm + n, seed)
+    picks = [rng.choice(streams) for _ in range(warm + n)]
+    for i in range(warm):
+        writer.append(picks[i], versions[picks[i]], [datas[i]])
+        versions[picks[i]] += 1
+    start = time.perf_counter()
+    for i in range(warm, warm + n):
+        sid = picks[i]
+        writer.append(sid, versions[sid], [datas[i]])
+        versions[sid] += 1
+    return time.perf_counter() - start
+
+
+def w1(system: str, scale: float) -> tuple[int, float]:
+    n = max(100, int(20_000 * scale))
+    writer = WRITERS[system]()
+    try:
+        return n, _random_appends(writer, n, max(10, int(2_000 * scale)), seed=1)
+    finally:
+        writer.close()
+
+
+def w2(system: str, scale: float) -> tuple[int, float]:
+    n = max(20, int(2_000 * scale))
+    warm = n // 10
+    writer = WRITERS[system]()
+    datas = common.payloads(10 * (warm + n), seed=2)
+    streams = common.stream_ids(warm + n, seed=2)
+    try:
+        for i in range(warm):
+            writer.append(streams[i], 0, datas[10 * i : 10 * i + 10])
+        start = time.perf_counter()
+        for i in range(warm, warm + n):
+            writer.append(streams[i], 0, datas[10 * i : 10 * i + 10])
+        return 10 * n, time.perf_counter() - start
+    finally:
+        writer.close()
+
+
+def _writer_process(system: str, index: int, n: int, n_streams: int, barrier: Any, out: Any) -> None:
+    import django
+
+    django.setup()
+    writer = WRITERS[system]()
+    seed = 100 + index
+    rng = random.Random(seed)
+    streams = common.stream_ids(n_streams, seed)
+    versions = dict.fromkeys(streams, 0)
+    datas = common.payloads(n, seed)
+    picks = [rng.choice(streams) for _ in range(n)]
+    writer.append(picks[0], 0, [datas[0]])  # connect and prepare before the clock starts
+    versions[picks[0]] = 1
+    barrier.wait()
+    start = time.time()
+    for i in range(1, n):
+        sid = picks[i]
+        writer.append(sid, versions[sid], [datas[i]])
+        versions[sid] += 1
+    out.put((start, time.time(), n))
+    writer.close()
+
+
+def _spawn_writers(system: str, processes: int, n: int, n_streams: int) -> tuple[list, Any, Any]:
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(processes + 1), ctx.Queue()
+    procs = [
+        ctx.Process(target=_writer_process, args=(system, i, n, n_streams, barrier, out)) for i in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    return procs, barrier, out
+
+
+def _join(procs: list, out: Any) -> list[tuple[float, float, int]]:
+    results = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        if p.exitcode != 0:
+            raise RuntimeError(f"a writer process failed with exit code {p.exitcode}")
+    return results
+
+
+def w3(system: str, scale: float) -> tuple[int, float]:
+    n = max(50, int(2_500 * scale))
+    procs, barrier, out = _spawn_writers(system, 8, n, max(5, int(250 * scale)))
+    barrier.wait()
+    results = _join(procs, out)
+    total = sum(r[2] for r in results) - len(results)  # the first append of each is before the clock
+    return total, max(r[1] for r in results) - min(r[0] for r in results)
+
+
+def _fill_log(system: str, events: int) -> None:
+    writer = WRITERS[system]()
+    datas = common.payloads(events, seed=4)
+    streams = common.stream_ids(events // 10, seed=4)
+    try:
+        for i, sid in enumerate(streams):
+            writer.append(sid, 0, datas[10 * i : 10 * i + 10])
+    finally:
+        writer.close()
+
+
+class RawReader:
+    def __init__(self) -> None:
+        self.conn = psycopg.connect(common.conninfo(), autocommit=True)
+
+    def read(self, limit_pages: int | None = None) -> int:
+        loads = json.loads
+        count, after, pages = 0, 0, 0
+        while limit_pages is None or pages < limit_pages:
+            rows = self.conn.execute(RAW_READ, (after,)).fetchall()
+            if not rows:
+                break
+            decoded = [(p, s, v, t, loads(d), loads(m)) for p, s, v, t, d, m in rows]
+            count += len(decoded)
+            after = decoded[-1][0]
+            pages += 1
+        return count
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class EventfoldReader:
+    def __init__(self) -> None:
+        from eventstore.records import START
+        from eventstore.store import EventStore
+
+        common.use_schema_in_django()
+        self.store, self.start = EventStore(), START
+
+    def read(self, limit_pages: int | None = None) -> int:
+        checkpoint, count, pages = self.start, 0, 0
+        while limit_pages is None or pages < limit_pages:
+            result = self.store.read_all(checkpoint, limit=1000)
+            if not result.events:
+                break
+            count += len(result.events)
+            checkpoint = result.checkpoint
+            pages += 1
+        return count
+
+    def close(self) -> None:
+        from django.db import connections
+
+        connections.close_all()
+
+
+READERS = {"raw": RawReader, "eventfold": EventfoldReader}
+
+
+def w4(system: str, scale: float) -> tuple[int, float]:
+    events = max(1_000, int(50_000 * scale) // 10 * 10)
+    _fill_log(system, events)
+    reader = READERS[system]()
+    try:
+        reader.read(limit_pages=max(1, events // 10_000))  # warm-up: 10 %, on the same connection
+        start = time.perf_counter()
+        count = reader.read()
+        elapsed = time.perf_counter() - start
+    finally:
+        reader.close()
+    if count != events:
+        raise RuntimeError(f"W4 {system} read {count} of {events} events")
+    return count, elapsed
+
+
+def w5(system: str, scale: float) -> tuple[int, int]:
+    """(missed, written): 4 writers while one reader polls and checkpoints."""
+    n = max(50, int(2_500 * scale))
+    procs, barrier, out = _spawn_writers(system, 4, n, max(5, int(250 * scale)))
+    seen: set[int] = set()
+    duplicates = 0
+    if system == "raw":
+        conn = psycopg.connect(common.conninfo(), autocommit=True)
+
+        def poll(after: int) -> tuple[list[int], int]:
+            rows = conn.execute(
+                "SELECT global_position FROM events WHERE global_position > %s ORDER BY global_position LIMIT 1000",
+                (after,),
+            ).fetchall()
+            return [r[0] for r in rows], rows[-1][0] if rows else after
+
+        checkpoint: Any = 0
+    else:
+        from eventstore.records import START
+        from eventstore.store import EventStore
+
+        common.use_schema_in_django()
+        store = EventStore()
+
+        def poll(after: Any) -> tuple[list[int], Any]:
+            result = store.read_all(after, limit=1000)
+            return [e.position for e in result.events], result.checkpoint
+
+        checkpoint = START
+    barrier.wait()
+    writers_done = False
+    quiet_polls = 0
+    while quiet_polls < 3:
+        positions, checkpoint = poll(checkpoint)
+        for p in positions:
+            if p in seen:
+                duplicates += 1
+            seen.add(p)
+        if not writers_done:
+            writers_done = all(not p.is_alive() for p in procs)
+        elif not positions:
+            quiet_polls += 1
+    _join(procs, out)
+    if system == "raw":
+        conn.close()
+    written = 4 * n
+    if duplicates:
+        raise RuntimeError(f"W5 {system}: {duplicates} events read twice")
+    return written - len(seen), written

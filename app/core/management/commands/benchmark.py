@@ -1,0 +1,30 @@
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from app.core.bench import runner
+
+
+class Command(BaseCommand):
+    help = "Run the BENCHMARKS.md workloads against the configured database and write one JSON object."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--json", dest="path", help="where to write the JSON report")
+        parser.add_argument("--workloads", default=",".join(runner.ALL), help="comma-separated ids, e.g. W1,W4")
+        parser.add_argument("--scale", type=float, default=1.0, help="shrink every size, e.g. 0.1 for a quick look")
+
+    def handle(self, *args, path: str | None, workloads: str, scale: float, **options) -> None:
+        wanted = [w.strip().upper() for w in workloads.split(",") if w.strip()]
+        unknown = [w for w in wanted if w not in runner.ALL]
+        if unknown:
+            raise CommandError(f"unknown workloads {', '.join(unknown)}; known: {', '.join(runner.ALL)}")
+        if not 0 < scale <= 10:
+            raise CommandError("--scale must be in (0, 10]")
+        report = runner.run(wanted, scale, lambda line: self.stdout.write(line))
+        text = json.dumps(report, indent=2)
+        if path:
+            Path(path).write_text(text + "\n")
+            self.stdout.write(f"wrote {path}")
+        else:
+            self.stdout.write(text)
