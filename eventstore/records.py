@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -24,17 +23,17 @@ NO_STREAM: Literal["no_stream"] = "no_stream"
 ExpectedVersion = int | Literal["any", "no_stream"]
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event to append: a registered payload, its metadata and its id.
+class NewEvent(NamedTuple):
+    """An event to append: a registered payload, its metadata and, optionally, its id.
 
-    The id makes a retried append harmless: the same ids at the same versions
+    Without an id the database gives the event a random one. With ids (derived from a
+    command id, say) a retried append is harmless: the same ids at the same versions
     return the first append's positions instead of appending again.
     """
 
     payload: BaseModel
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    event_id: UUID = field(default_factory=uuid4)
+    metadata: Mapping[str, Any] | None = None
+    event_id: UUID | None = None
 
 
 class Checkpoint(NamedTuple):
@@ -91,6 +90,7 @@ class AppendResult(NamedTuple):
     stream_id: UUID
     versions: list[int]
     positions: list[int]
+    event_ids: list[UUID]
 
     @property
     def version(self) -> int:

@@ -57,6 +57,7 @@ from eventstore.registry import EventRegistry
 from eventstore.registry import registry as default_registry
 
 ANY_VERSION_RETRIES = 5
+EMPTY: dict[str, Any] = {}
 
 
 # Reads decode every column in C: psycopg's own timestamptz loader (Django installs a Python one
@@ -85,29 +86,25 @@ COLUMNS = sql.SQL(
 # The horizon: every transaction below it has ended, so no row can still appear below it.
 HORIZON = sql.SQL("tx_id < pg_snapshot_xmin(pg_current_snapshot())")
 
-VALUES_LIMIT = 100  # up to this many events an append is a VALUES list, beyond it arrays (unnest)
 
+@functools.lru_cache(maxsize=8)
+def append_statement(exact: bool, batch: bool) -> bytes:
+    """The one append statement; versions follow the expected (or the current) version.
 
-@functools.lru_cache(maxsize=256)
-def append_statement(exact: bool, n: int) -> bytes:
-    """The one append statement for `n` events; versions follow the expected (or current) version.
-
-    Named parameters: stream_id, category, bucket, expected (exact only), and per
-    event i: e{i}, t{i}, s{i}, d{i}, m{i} (id, type, schema version, data,
-    metadata) -- or, above VALUES_LIMIT, the arrays e, t, s, d, m.
+    Named parameters: stream_id, category, bucket, expected (exact only), and either one
+    event's e, t, s, d, m (id or NULL, type, schema version, data, metadata as JSON text) or,
+    for a batch, `batch`: a JSON array of [id or null, type, schema version, data, metadata].
+    A batch travels as one parameter, so the statement and its parameter list stay the same
+    size whatever the number of events (psycopg caches and PostgreSQL prepares it once).
     """
-    if n <= VALUES_LIMIT:
-        rows = sql.SQL(", ").join(
-            sql.SQL("(%(e{i})s::uuid, %(t{i})s::text, %(s{i})s::int2, %(d{i})s::text, %(m{i})s::text, {i})").format(
-                i=sql.Literal(i)
-            )
-            for i in range(1, n + 1)
+    if batch:
+        source = sql.SQL(
+            "SELECT (j->>0)::uuid AS e, j->>1 AS t, (j->>2)::int2 AS s, j->3 AS d, j->4 AS m, n "
+            "FROM jsonb_array_elements(%(batch)s::jsonb) WITH ORDINALITY AS a(j, n)"
         )
-        source = sql.SQL("(VALUES {}) AS x(e, t, s, d, m, n)").format(rows)
     else:
         source = sql.SQL(
-            "unnest(%(e)s::uuid[], %(t)s::text[], %(s)s::int2[], %(d)s::text[], %(m)s::text[]) "
-            "WITH ORDINALITY AS x(e, t, s, d, m, n)"
+            "SELECT %(e)s::uuid AS e, %(t)s::text AS t, %(s)s::int2 AS s, %(d)s::jsonb AS d, %(m)s::jsonb AS m, 1 AS n"
         )
     if exact:
         base = sql.SQL("%(expected)s::int")
@@ -122,8 +119,9 @@ def append_statement(exact: bool, n: int) -> bytes:
         where = sql.SQL("")
     statement = sql.SQL(
         "INSERT INTO {table} (stream_id, category, bucket, version, event_id, event_type, schema_version, "
-        "data, metadata) SELECT %(stream_id)s, %(category)s, %(bucket)s, {base} + x.n, x.e, x.t, x.s, "
-        "x.d::jsonb, x.m::jsonb FROM {source}{where} RETURNING version, global_position"
+        "data, metadata) SELECT %(stream_id)s, %(category)s, %(bucket)s, {base} + x.n, "
+        "coalesce(x.e, gen_random_uuid()), x.t, x.s, x.d, x.m FROM ({source}) AS x{where} "
+        "RETURNING version, global_position, event_id"
     ).format(table=TABLE, base=base, source=source, where=where)
     return statement.as_bytes(None)
 
@@ -217,7 +215,7 @@ class EventStore:
         """Append `events` to a stream atomically; see the module docstring for the contract."""
         if not events:
             raise ValueError("append needs at least one event")
-        batch = [e if isinstance(e, NewEvent) else NewEvent(e) for e in events]
+        batch = [e if type(e) is NewEvent else NewEvent(e) for e in events]
         if expected_version == ANY:
             expected: int | None = None
         elif expected_version == NO_STREAM:
@@ -226,7 +224,7 @@ class EventStore:
             expected = expected_version
         else:
             raise ValueError(f"expected_version must be ANY, NO_STREAM or a version >= 0, not {expected_version!r}")
-        statement = append_statement(expected is not None, len(batch))
+        statement = append_statement(expected is not None, len(batch) > 1)
         params = self._params(stream_id, category, batch, expected)
 
         attempts = ANY_VERSION_RETRIES if expected is None else 1
@@ -243,32 +241,36 @@ class EventStore:
             if not rows:  # exact check failed: the stream is behind the expected version
                 raise ConcurrencyError(stream_id, expected_version, self.stream_version(stream_id))
             rows.sort()
-            return AppendResult(stream_id, [r[0] for r in rows], [r[1] for r in rows])
+            return AppendResult(stream_id, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
         raise AssertionError("unreachable")
 
-    def _params(self, stream_id: UUID, category: str, batch: list[NewEvent], expected: int | None) -> dict[str, Any]:
+    def _params(
+        self, stream_id: UUID, category: str, batch: Sequence[NewEvent], expected: int | None
+    ) -> dict[str, Any]:
         """The named parameters `append_statement` documents."""
-        of, dumps = self.registry.of, orjson.dumps
+        of = self.registry.of
         params: dict[str, Any] = {
             "stream_id": stream_id,
             "category": category,
             "bucket": bucket_of(stream_id),
             "expected": expected,
         }
-        columns: list[tuple[Any, str, int, str, str]] = []
+        if len(batch) == 1:
+            event = batch[0]
+            entry = of(event.payload)
+            params["e"], params["t"], params["s"] = event.event_id, entry.name, entry.version
+            params["d"] = event.payload.__pydantic_serializer__.to_json(event.payload).decode()
+            params["m"] = orjson.dumps(event.metadata or EMPTY).decode()
+            return params
+        rows = []
         for event in batch:
             entry = of(event.payload)
-            data = event.payload.__pydantic_serializer__.to_json(event.payload).decode()
-            columns.append((event.event_id, entry.name, entry.version, data, dumps(event.metadata).decode()))
-        if len(batch) <= VALUES_LIMIT:
-            for i, (e, t, s, d, m) in enumerate(columns, start=1):
-                params[f"e{i}"], params[f"t{i}"], params[f"s{i}"], params[f"d{i}"], params[f"m{i}"] = e, t, s, d, m
-        else:
-            for key, values in zip("etsdm", zip(*columns, strict=True), strict=True):
-                params[key] = list(values)
+            data = orjson.Fragment(event.payload.__pydantic_serializer__.to_json(event.payload))
+            rows.append((event.event_id, entry.name, entry.version, data, event.metadata or EMPTY))
+        params["batch"] = orjson.dumps(rows).decode()
         return params
 
-    def _insert(self, statement: bytes, params: dict[str, Any]) -> list[tuple[int, int]]:
+    def _insert(self, statement: bytes, params: dict[str, Any]) -> list[tuple[int, int, UUID]]:
         conn = connections[self.using]
         if conn.in_atomic_block:
             # A failed statement would doom the caller's transaction: isolate it.
@@ -279,20 +281,28 @@ class EventStore:
 
     def _find_original(self, stream_id: UUID, batch: list[NewEvent], expected: ExpectedVersion) -> AppendResult | None:
         """If these very events are already stored at the versions asked for, the earlier append's result."""
+        ids = [e.event_id for e in batch]
+        given = [i for i in ids if i is not None]
+        if not given:
+            return None
         with self._cursor() as cur:
-            found = {row[0]: row[1:] for row in cur.execute(FIND_EVENTS, [[e.event_id for e in batch]])}
+            found = {row[0]: row[1:] for row in cur.execute(FIND_EVENTS, [given])}
         if not found:
             return None
-        placed = [found.get(e.event_id) for e in batch]
-        first = placed[0][1] if placed[0] else 0
-        same_place = all(p is not None and p[0] == stream_id and p[1] == first + i for i, p in enumerate(placed)) and (
-            expected in (ANY,) or first == (1 if expected == NO_STREAM else int(expected) + 1)
-        )
-        if same_place:
-            return AppendResult(stream_id, [p[1] for p in placed], [p[2] for p in placed])
+        placed = [found.get(i) for i in ids]
+        if len(given) == len(ids) and all(p is not None and p[0] == stream_id for p in placed):
+            versions = [p[1] for p in placed]
+            first = versions[0]
+            if expected == ANY:
+                expected_first = first
+            elif expected == NO_STREAM:
+                expected_first = 1
+            else:
+                expected_first = int(expected) + 1
+            if versions == list(range(first, first + len(ids))) and first == expected_first:
+                return AppendResult(stream_id, versions, [p[2] for p in placed], ids)  # type: ignore[arg-type]
         raise DuplicateEventError(
-            "event ids already stored elsewhere in the log: "
-            + ", ".join(str(e.event_id) for e in batch if e.event_id in found)
+            "event ids already stored elsewhere in the log: " + ", ".join(str(i) for i in ids if i in found)
         )
 
     # -- reading ----------------------------------------------------------------

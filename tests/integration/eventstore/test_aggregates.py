@@ -1,0 +1,98 @@
+"""The repository: load by folding, save with the expected version, snapshots, and "as of" loads."""
+
+import time
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+from django.db import connection
+
+from eventstore.aggregate import AggregateNotFound, Repository
+from eventstore.errors import ConcurrencyError
+from tests.support import Tally
+
+
+def _snapshot_row(stream_id):
+    with connection.cursor() as cur:
+        cur.execute("SELECT version, snapshot_version FROM eventstore_snapshot WHERE stream_id = %s", [stream_id])
+        return cur.fetchone()
+
+
+def test_save_and_load_fold_the_stream(store):
+    repo = Repository(Tally, store, snapshot_every=0)
+    tally = Tally.open("groceries")
+    tally.add(5)
+    tally.add(7)
+    result = repo.save(tally)
+    assert result.version == 3 and tally.version == 3 and tally.pending_events == []
+    loaded = repo.load(tally.id)
+    assert loaded.state.model_dump() == {"name": "groceries", "total": 12, "count": 2}
+    assert loaded.version == 3
+    assert repo.save(loaded) is None  # nothing pending, nothing written
+
+
+def test_saving_a_stale_aggregate_is_a_conflict(store):
+    repo = Repository(Tally, store, snapshot_every=0)
+    tally = Tally.open("x")
+    repo.save(tally)
+    first, second = repo.load(tally.id), repo.load(tally.id)
+    first.add(1)
+    repo.save(first)
+    second.add(2)
+    with pytest.raises(ConcurrencyError):
+        repo.save(second)
+    assert repo.load(tally.id).state.total == 1
+
+
+def test_missing_aggregate(store):
+    with pytest.raises(AggregateNotFound):
+        Repository(Tally, store).load(uuid4())
+
+
+def test_snapshot_plus_tail_equals_a_full_fold(store):
+    with_snapshots = Repository(Tally, store, snapshot_every=10)
+    without = Repository(Tally, store, snapshot_every=0)
+    tally = Tally.open("long")
+    with_snapshots.save(tally)
+    for i in range(1, 26):  # versions 2..26, saved one by one
+        tally.add(i)
+        with_snapshots.save(tally)
+    assert _snapshot_row(tally.id) == (20, 1)
+    from_snapshot, full = with_snapshots.load(tally.id), without.load(tally.id)
+    assert from_snapshot.version == full.version == 26
+    assert from_snapshot.state == full.state
+    assert full.state.total == sum(range(1, 26))
+
+
+def test_a_snapshot_of_another_shape_is_ignored_and_dropped(store):
+    repo = Repository(Tally, store, snapshot_every=2)
+    tally = Tally.open("v")
+    tally.add(1)
+    repo.save(tally)
+    assert _snapshot_row(tally.id) == (2, 1)
+    with connection.cursor() as cur:  # a snapshot written by an older shape of the state
+        cur.execute(
+            "UPDATE eventstore_snapshot SET snapshot_version = 0, state = '{\"bogus\": 1}' WHERE stream_id = %s",
+            [tally.id],
+        )
+    assert repo.load(tally.id).state.total == 1
+    assert _snapshot_row(tally.id) is None
+
+
+def test_load_as_of_a_version_and_a_time(store):
+    repo = Repository(Tally, store, snapshot_every=2)
+    tally = Tally.open("history")
+    repo.save(tally)
+    times = []
+    for amount in (10, 20, 30):
+        tally.add(amount)
+        repo.save(tally)
+        times.append(datetime.now(UTC))
+        time.sleep(0.01)
+    assert repo.load(tally.id, version=1).state.total == 0
+    assert repo.load(tally.id, version=3).state.total == 30  # the snapshot at 4 is too new: folded from zero
+    assert repo.load(tally.id, version=3).version == 3
+    assert repo.load(tally.id, at=times[0]).state.total == 10
+    assert repo.load(tally.id, at=times[1]).version == 3
+    with pytest.raises(AggregateNotFound):
+        repo.load(tally.id, at=datetime(2000, 1, 1, tzinfo=UTC))
