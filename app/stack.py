@@ -71,7 +71,9 @@ def _children() -> dict[str, list[str]]:
 def run() -> int:
     if manage("migrate", "--noinput") != 0:
         return 1
-    if manage("seed_demo", "--if-empty") != 0:
+    if os.path.exists(os.path.join("app", "core", "management", "commands", "seed_demo.py")) and (
+        manage("seed_demo", "--if-empty") != 0
+    ):
         return 1
     procs = {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in _children().items()}
     port = os.environ.get("PORT", "8000")

@@ -56,9 +56,13 @@ class EventRegistry:
 
         def decorate(model: M) -> M:
             known = self._by_name.get(name)
-            if known is not None and known.model is not model:
-                if known.model.__qualname__ != model.__qualname__ or known.model.__module__ != model.__module__:
-                    raise ValueError(f"event type {name!r} is already registered to {known.model.__qualname__}")
+            # the same class again (a module reloaded) replaces the entry; another class is an error
+            reloaded = known is not None and (known.model.__module__, known.model.__qualname__) == (
+                model.__module__,
+                model.__qualname__,
+            )
+            if known is not None and known.model is not model and not reloaded:
+                raise ValueError(f"event type {name!r} is already registered to {known.model.__qualname__}")
             entry = EventType(name, version, model, known.upcasters if known else {})
             self._by_name[name] = entry
             self._by_model[model] = entry

@@ -276,8 +276,14 @@ class EventStore:
             # A failed statement would doom the caller's transaction: isolate it.
             with transaction.atomic(using=self.using), self._cursor() as cur:
                 return cur.execute(statement, params, prepare=True).fetchall()
-        with self._cursor() as cur:  # autocommit: one statement is one atomic transaction
-            return cur.execute(statement, params, prepare=True).fetchall()
+        # Autocommit: the one statement is one atomic transaction. The hot path reuses one
+        # cursor per database connection.
+        pg = conn.connection
+        cur = getattr(conn, "_eventstore_cursor", None)
+        if cur is None or cur.connection is not pg or pg is None:
+            conn.ensure_connection()
+            cur = conn._eventstore_cursor = psycopg.Cursor(conn.connection)
+        return cur.execute(statement, params, prepare=True).fetchall()
 
     def _find_original(self, stream_id: UUID, batch: list[NewEvent], expected: ExpectedVersion) -> AppendResult | None:
         """If these very events are already stored at the versions asked for, the earlier append's result."""

@@ -87,7 +87,7 @@ def test_checkpoint_cursor_round_trip_and_rejects_garbage():
 
 def test_buckets_come_from_the_uuid_not_from_the_process_hash_seed():
     sid = UUID("0c6f7f1e-5a2b-4c1d-9e8f-0123456789ab")
-    code = "from uuid import UUID; from eventstore.records import bucket_of; print(bucket_of(UUID('%s')))" % sid
+    code = f"from uuid import UUID; from eventstore.records import bucket_of; print(bucket_of(UUID('{sid}')))"
     other_process = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -11,7 +11,7 @@ from typing import Any
 from app.core.bench import common, store_workloads
 
 RUNS = 3
-THROUGHPUT: dict[str, Callable[[str, float], tuple[int, float]]] = {
+THROUGHPUT: dict[str, Callable[[list[str], float], dict[str, tuple[int, float]]]] = {
     "W1": store_workloads.w1,
     "W2": store_workloads.w2,
     "W3": store_workloads.w3,
@@ -36,13 +36,12 @@ def run(workloads: list[str], scale: float, log: Callable[[str], None]) -> dict[
     return report
 
 
-def _throughput(wid: str, fn: Callable[[str, float], tuple[int, float]], scale: float, log: Callable) -> dict:
+def _throughput(wid: str, fn: Callable, scale: float, log: Callable) -> dict:
     eps: dict[str, list[float]] = {"raw": [], "eventfold": []}
     for i in range(RUNS):
         order = ["raw", "eventfold"] if i % 2 == 0 else ["eventfold", "raw"]
-        for system in order:
-            common.reset_schema()
-            events, seconds = fn(system, scale)
+        common.reset_schema()
+        for system, (events, seconds) in fn(order, scale).items():
             eps[system].append(events / seconds)
             log(f"  {wid} run {i + 1} {system:9s} {events / seconds:10,.0f} events/s")
     median, reference = statistics.median(eps["eventfold"]), statistics.median(eps["raw"])
@@ -56,6 +55,7 @@ def _throughput(wid: str, fn: Callable[[str, float], tuple[int, float]], scale: 
         "reference_runs": [round(x, 1) for x in eps["raw"]],
         "ratio": round(ratio, 3),
         "target_ratio": TARGETS[wid],
+        "method": (fn.__doc__ or "").strip(),
     }
 
 

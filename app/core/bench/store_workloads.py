@@ -71,49 +71,74 @@ class EventfoldWriter:
 WRITERS = {"raw": RawWriter, "eventfold": EventfoldWriter}
 
 
-def _random_appends(writer: Any, n: int, n_streams: int, seed: int) -> float:
-    """n single-event appends at random over n_streams new streams, after a 10 % warm-up."""
-    rng = random.Random(seed)
-    streams = common.stream_ids(n_streams, seed)
-    versions = dict.fromkeys(streams, 0)
-    warm = n // 10
-    datas = common.payloads(warm + n, seed)
-    picks = [rng.choice(streams) for _ in range(warm + n)]
-    for i in range(warm):
-        writer.append(picks[i], versions[picks[i]], [datas[i]])
-        versions[picks[i]] += 1
-    start = time.perf_counter()
-    for i in range(warm, warm + n):
-        sid = picks[i]
-        writer.append(sid, versions[sid], [datas[i]])
-        versions[sid] += 1
-    return time.perf_counter() - start
+Plan = list[tuple[Any, int, list[dict]]]  # (stream id, version before, payloads) per append
+BLOCK_SECONDS_TARGET = 0.2
 
 
-def w1(system: str, scale: float) -> tuple[int, float]:
+def _interleaved(plan: Plan, systems: list[str], block: int) -> dict[str, tuple[int, float]]:
+    """Run the same plan for every system, alternating blocks of `block` appends between them,
+    so that both see the same drift of the machine's speed. The first 10 % is warm-up."""
+    writers = {system: WRITERS[system]() for system in systems}
+    warm = len(plan) // 11
+    elapsed = dict.fromkeys(systems, 0.0)
+    events = dict.fromkeys(systems, 0)
+    try:
+        for system in systems:
+            for sid, version, datas in plan[:warm]:
+                writers[system].append(sid, version, datas)
+        for b, first in enumerate(range(warm, len(plan), block)):
+            chunk = plan[first : first + block]
+            for system in systems if b % 2 == 0 else systems[::-1]:
+                writer = writers[system]
+                start = time.perf_counter()
+                for sid, version, datas in chunk:
+                    writer.append(sid, version, datas)
+                elapsed[system] += time.perf_counter() - start
+                events[system] += sum(len(d) for _, _, d in chunk)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return {system: (events[system], elapsed[system]) for system in systems}
+
+
+def w1(systems: list[str], scale: float) -> dict[str, tuple[int, float]]:
+    """20,000 single-event appends at random over 2,000 new streams, exact expected version."""
     n = max(100, int(20_000 * scale))
-    writer = WRITERS[system]()
-    try:
-        return n, _random_appends(writer, n, max(10, int(2_000 * scale)), seed=1)
-    finally:
-        writer.close()
+    total = n + n // 10
+    rng = random.Random(1)
+    streams = common.stream_ids(max(10, int(2_000 * scale)), seed=1)
+    versions = dict.fromkeys(streams, 0)
+    datas = common.payloads(total, seed=1)
+    plan: Plan = []
+    for i in range(total):
+        sid = rng.choice(streams)
+        plan.append((sid, versions[sid], [datas[i]]))
+        versions[sid] += 1
+    return _interleaved(plan, systems, block=200)
 
 
-def w2(system: str, scale: float) -> tuple[int, float]:
+def w2(systems: list[str], scale: float) -> dict[str, tuple[int, float]]:
+    """2,000 appends of 10 events, each to a new stream."""
     n = max(20, int(2_000 * scale))
-    warm = n // 10
-    writer = WRITERS[system]()
-    datas = common.payloads(10 * (warm + n), seed=2)
-    streams = common.stream_ids(warm + n, seed=2)
-    try:
-        for i in range(warm):
-            writer.append(streams[i], 0, datas[10 * i : 10 * i + 10])
-        start = time.perf_counter()
-        for i in range(warm, warm + n):
-            writer.append(streams[i], 0, datas[10 * i : 10 * i + 10])
-        return 10 * n, time.perf_counter() - start
-    finally:
-        writer.close()
+    total = n + n // 10
+    datas = common.payloads(10 * total, seed=2)
+    streams = common.stream_ids(total, seed=2)
+    plan: Plan = [(streams[i], 0, datas[10 * i : 10 * i + 10]) for i in range(total)]
+    return _interleaved(plan, systems, block=50)
+
+
+def one_at_a_time(fn: Any) -> Any:
+    """Adapt a per-system workload to the runner's (systems, scale) signature: systems in turn."""
+
+    def run(systems: list[str], scale: float) -> dict[str, tuple[int, float]]:
+        out = {}
+        for system in systems:
+            common.reset_schema()
+            out[system] = fn(system, scale)
+        return out
+
+    run.__doc__ = fn.__doc__
+    return run
 
 
 def _writer_process(system: str, index: int, n: int, n_streams: int, barrier: Any, out: Any) -> None:
@@ -159,7 +184,9 @@ def _join(procs: list, out: Any) -> list[tuple[float, float, int]]:
     return results
 
 
+@one_at_a_time
 def w3(system: str, scale: float) -> tuple[int, float]:
+    """8 writer processes, 2,500 single-event appends each to their own 250 streams."""
     n = max(50, int(2_500 * scale))
     procs, barrier, out = _spawn_writers(system, 8, n, max(5, int(250 * scale)))
     barrier.wait()
@@ -228,7 +255,9 @@ class EventfoldReader:
 READERS = {"raw": RawReader, "eventfold": EventfoldReader}
 
 
+@one_at_a_time
 def w4(system: str, scale: float) -> tuple[int, float]:
+    """Read a log of 50,000 events (streams of 10) in global order, pages of 1,000, payloads decoded."""
     events = max(1_000, int(50_000 * scale) // 10 * 10)
     _fill_log(system, events)
     reader = READERS[system]()

@@ -1,0 +1,35 @@
+# Eventfold: `make run` starts everything, `make test` runs every test.
+# Both create .venv and install requirements.txt on first use; both start an embedded
+# PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set.
+
+PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: run test manage benchmark lint clean
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else "The embedded PostgreSQL and Redis need Python 3.11 or 3.12 (found %d.%d): set PYTHON=python3.12, or DATABASE_URL and REDIS_URL" % v)' \
+	  || { [ -n "$$DATABASE_URL" ] && [ -n "$$REDIS_URL" ]; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+run: $(VENV)/.installed
+	$(PY) -m app.stack run
+
+test: $(VENV)/.installed
+	$(PY) -m app.stack test $(ARGS)
+
+manage: $(VENV)/.installed
+	$(PY) -m app.stack manage $(ARGS)
+
+benchmark: $(VENV)/.installed
+	$(PY) -m app.stack manage benchmark --json benchmark.json $(ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
