@@ -2,7 +2,8 @@
 # Both create .venv and install requirements.txt on first use; both start an embedded
 # PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set.
 
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+# The first Python 3.12 or 3.11 that actually runs (a pyenv shim may exist without its version).
+PYTHON ?= $(shell for p in python3.12 python3.11 python3; do $$p -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' >/dev/null 2>&1 && { echo $$p; exit; }; done; echo python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
