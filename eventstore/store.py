@@ -26,16 +26,17 @@ from __future__ import annotations
 
 import functools
 import gc
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import orjson
 import psycopg
 from django.db import connections, transaction
 from psycopg import errors as pg_errors
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 from pydantic import BaseModel
@@ -87,43 +88,84 @@ COLUMNS = sql.SQL(
 HORIZON = sql.SQL("tx_id < pg_snapshot_xmin(pg_current_snapshot())")
 
 
-@functools.lru_cache(maxsize=8)
-def append_statement(exact: bool, batch: bool) -> bytes:
-    """The one append statement; versions follow the expected (or the current) version.
+UUID_OID, TEXT_OID, INT2_OID, INT4_OID, JSONB_OID = 2950, 25, 21, 23, 3802
 
-    Named parameters: stream_id, category, bucket, expected (exact only), and either one
-    event's e, t, s, d, m (id or NULL, type, schema version, data, metadata as JSON text) or,
-    for a batch, `batch`: a JSON array of [id or null, type, schema version, data, metadata].
-    A batch travels as one parameter, so the statement and its parameter list stay the same
-    size whatever the number of events (psycopg caches and PostgreSQL prepares it once).
+
+class AppendStatement(NamedTuple):
+    name: bytes
+    text: bytes
+    types: tuple[int, ...]
+
+
+VALUES_LIMIT = 64  # up to this many events an append binds each value; beyond, one JSON array
+
+
+@functools.cache
+def append_statement(exact: bool, n: int) -> AppendStatement:
+    """The one append statement for `n` events; versions follow the expected (or, for ANY, the
+    current) version.
+
+    Parameters: $1 stream_id, $2 category, $3 bucket, $4 expected version (NULL for ANY), then
+    for each event i (0-based) $5+5i id (NULL: the database makes one), type, schema version,
+    data, metadata. Above VALUES_LIMIT events, $5 instead is a JSON array of [id or null, type,
+    schema version, data, metadata], so a huge batch is still one statement.
     """
-    if batch:
-        source = sql.SQL(
-            "SELECT (j->>0)::uuid AS e, j->>1 AS t, (j->>2)::int2 AS s, j->3 AS d, j->4 AS m, n "
-            "FROM jsonb_array_elements(%(batch)s::jsonb) WITH ORDINALITY AS a(j, n)"
+    types: tuple[int, ...] = (UUID_OID, TEXT_OID, INT2_OID, INT4_OID)
+    if n > VALUES_LIMIT:
+        source = (
+            "SELECT (j->>0)::uuid, j->>1, (j->>2)::int2, j->3, j->4, n "
+            "FROM jsonb_array_elements($5) WITH ORDINALITY AS a(j, n)"
         )
+        types += (JSONB_OID,)
     else:
-        source = sql.SQL(
-            "SELECT %(e)s::uuid AS e, %(t)s::text AS t, %(s)s::int2 AS s, %(d)s::jsonb AS d, %(m)s::jsonb AS m, 1 AS n"
-        )
+        rows = []
+        for i in range(n):
+            p = 5 + 5 * i
+            rows.append(f"(${p}, ${p + 1}, ${p + 2}, ${p + 3}, ${p + 4}, {i + 1})")
+            types += (UUID_OID, TEXT_OID, INT2_OID, JSONB_OID, JSONB_OID)
+        source = "VALUES " + ", ".join(rows)
     if exact:
-        base = sql.SQL("%(expected)s::int")
-        where = sql.SQL(
-            " WHERE %(expected)s::int = 0 OR EXISTS "
-            "(SELECT 1 FROM {table} WHERE stream_id = %(stream_id)s AND version = %(expected)s::int)"
-        ).format(table=TABLE)
+        base = "$4"
+        where = " WHERE $4 = 0 OR EXISTS (SELECT 1 FROM eventstore_event WHERE stream_id = $1 AND version = $4)"
     else:
-        base = sql.SQL("(SELECT coalesce(max(version), 0) FROM {table} WHERE stream_id = %(stream_id)s)").format(
-            table=TABLE
-        )
-        where = sql.SQL("")
-    statement = sql.SQL(
-        "INSERT INTO {table} (stream_id, category, bucket, version, event_id, event_type, schema_version, "
-        "data, metadata) SELECT %(stream_id)s, %(category)s, %(bucket)s, {base} + x.n, "
-        "coalesce(x.e, gen_random_uuid()), x.t, x.s, x.d, x.m FROM ({source}) AS x{where} "
+        base = "(SELECT coalesce(max(version), 0) FROM eventstore_event WHERE stream_id = $1)"
+        where = ""
+    text = (
+        "INSERT INTO eventstore_event (stream_id, category, bucket, version, event_id, event_type, "
+        f"schema_version, data, metadata) SELECT $1, $2, $3, {base} + x.n, coalesce(x.e, gen_random_uuid()), "
+        f"x.t, x.s, x.d, x.m FROM ({source}) AS x(e, t, s, d, m, n){where} "
         "RETURNING version, global_position, event_id"
-    ).format(table=TABLE, base=base, source=source, where=where)
-    return statement.as_bytes(None)
+    )
+    size = "json" if n > VALUES_LIMIT else str(n)
+    name = f"eventfold_append_{'exact' if exact else 'any'}_{size}"
+    return AppendStatement(name.encode(), text.encode(), types)
+
+
+# Statements prepared on each libpq connection (connections come and go with Django's).
+_prepared: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
+
+
+def _exec_prepared(conn: psycopg.Connection, statement: AppendStatement, values: list[bytes | None]) -> Any:
+    """Run a prepared statement straight through libpq: one C call, GIL released while waiting.
+
+    The append is the hot path of every command; psycopg's cursor machinery costs more
+    client CPU than the statement's own round trip on a small machine.
+    """
+    pgconn = conn.pgconn
+    names = _prepared.setdefault(conn, set())
+    if statement.name not in names:
+        result = pgconn.prepare(statement.name, statement.text, statement.types)
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            raise pg_errors.error_from_result(result, encoding=conn.info.encoding)
+        names.add(statement.name)
+    result = pgconn.exec_prepared(statement.name, values)
+    if result.status != pq.ExecStatus.TUPLES_OK:
+        error = pg_errors.error_from_result(result, encoding=conn.info.encoding)
+        if isinstance(error, pg_errors.InvalidSqlStatementName):  # deallocated behind our back
+            names.discard(statement.name)
+            return _exec_prepared(conn, statement, values)
+        raise error
+    return result
 
 
 # The read must walk an index in (tx_id, global_position) order and stop at the limit. Without
@@ -224,13 +266,13 @@ class EventStore:
             expected = expected_version
         else:
             raise ValueError(f"expected_version must be ANY, NO_STREAM or a version >= 0, not {expected_version!r}")
-        statement = append_statement(expected is not None, len(batch) > 1)
-        params = self._params(stream_id, category, batch, expected)
+        statement = append_statement(expected is not None, min(len(batch), VALUES_LIMIT + 1))
+        values = self._values(stream_id, category, batch, expected)
 
         attempts = ANY_VERSION_RETRIES if expected is None else 1
         for attempt in range(attempts):
             try:
-                rows = self._insert(statement, params)
+                rows = self._insert(statement, values)
             except pg_errors.UniqueViolation:
                 original = self._find_original(stream_id, batch, expected_version)
                 if original is not None:
@@ -244,46 +286,48 @@ class EventStore:
             return AppendResult(stream_id, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
         raise AssertionError("unreachable")
 
-    def _params(
+    def _values(
         self, stream_id: UUID, category: str, batch: Sequence[NewEvent], expected: int | None
-    ) -> dict[str, Any]:
-        """The named parameters `append_statement` documents."""
+    ) -> list[bytes | None]:
+        """The parameters `append_statement` documents, in libpq's text format."""
         of = self.registry.of
-        params: dict[str, Any] = {
-            "stream_id": stream_id,
-            "category": category,
-            "bucket": bucket_of(stream_id),
-            "expected": expected,
-        }
-        if len(batch) == 1:
-            event = batch[0]
-            entry = of(event.payload)
-            params["e"], params["t"], params["s"] = event.event_id, entry.name, entry.version
-            params["d"] = event.payload.__pydantic_serializer__.to_json(event.payload).decode()
-            params["m"] = orjson.dumps(event.metadata or EMPTY).decode()
-            return params
+        values: list[bytes | None] = [
+            str(stream_id).encode(),
+            category.encode(),
+            b"%d" % bucket_of(stream_id),
+            None if expected is None else b"%d" % expected,
+        ]
+        if len(batch) <= VALUES_LIMIT:
+            for event in batch:
+                entry = of(event.payload)
+                values += [
+                    None if event.event_id is None else str(event.event_id).encode(),
+                    entry.name.encode(),
+                    b"%d" % entry.version,
+                    event.payload.__pydantic_serializer__.to_json(event.payload),
+                    orjson.dumps(event.metadata or EMPTY),
+                ]
+            return values
         rows = []
         for event in batch:
             entry = of(event.payload)
             data = orjson.Fragment(event.payload.__pydantic_serializer__.to_json(event.payload))
             rows.append((event.event_id, entry.name, entry.version, data, event.metadata or EMPTY))
-        params["batch"] = orjson.dumps(rows).decode()
-        return params
+        values.append(orjson.dumps(rows))
+        return values
 
-    def _insert(self, statement: bytes, params: dict[str, Any]) -> list[tuple[int, int, UUID]]:
+    def _insert(self, statement: AppendStatement, values: list[bytes | None]) -> list[tuple[int, int, UUID]]:
         conn = connections[self.using]
         if conn.in_atomic_block:
-            # A failed statement would doom the caller's transaction: isolate it.
-            with transaction.atomic(using=self.using), self._cursor() as cur:
-                return cur.execute(statement, params, prepare=True).fetchall()
-        # Autocommit: the one statement is one atomic transaction. The hot path reuses one
-        # cursor per database connection.
-        pg = conn.connection
-        cur = getattr(conn, "_eventstore_cursor", None)
-        if cur is None or cur.connection is not pg or pg is None:
-            conn.ensure_connection()
-            cur = conn._eventstore_cursor = psycopg.Cursor(conn.connection)
-        return cur.execute(statement, params, prepare=True).fetchall()
+            # A failed statement would doom the caller's transaction: isolate it in a savepoint.
+            with transaction.atomic(using=self.using):
+                result = _exec_prepared(conn.connection, statement, values)
+        else:  # autocommit: the one statement is one atomic transaction
+            if conn.connection is None:
+                conn.ensure_connection()
+            result = _exec_prepared(conn.connection, statement, values)
+        get = result.get_value
+        return [(int(get(i, 0)), int(get(i, 1)), UUID(get(i, 2).decode())) for i in range(result.ntuples)]
 
     def _find_original(self, stream_id: UUID, batch: list[NewEvent], expected: ExpectedVersion) -> AppendResult | None:
         """If these very events are already stored at the versions asked for, the earlier append's result."""

@@ -155,3 +155,12 @@ def test_an_append_rolled_back_with_its_transaction_leaves_no_trace(store):
         store.append(sid, "tally", [Opened(name="a")])
         raise RuntimeError("the command failed after appending")
     assert store.read_stream(sid) == []
+
+
+def test_appends_survive_prepared_statements_being_deallocated(store):
+    from django.db import connection
+
+    sid = uuid4()
+    store.append(sid, "tally", [Opened(name="a")])
+    connection.connection.execute("DEALLOCATE ALL")  # as a pooler or a DISCARD ALL would
+    assert store.append(sid, "tally", [Added(amount=1)], expected_version=1).version == 2
