@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "eventstore",
     "projections",
     "app.core",
+    "app.ledger",
 ]
 
 MIDDLEWARE = [
@@ -99,6 +100,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+
+# Wraps the per-subject keys that encrypt personal data in events (32 bytes, URL-safe base64).
+if PRODUCTION:
+    EVENTFOLD_MASTER_KEY = os.environ["EVENTFOLD_MASTER_KEY"]
+else:
+    EVENTFOLD_MASTER_KEY = os.environ.get("EVENTFOLD_MASTER_KEY") or embedded.secret_file("master_key")
 
 EVENTSTORE = {
     "SNAPSHOT_EVERY": int(os.environ.get("EVENTSTORE_SNAPSHOT_EVERY", "100")),

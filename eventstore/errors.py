@@ -37,3 +37,7 @@ class InvalidEventData(EventStoreError):
 
 class UpcastError(EventStoreError):
     """An old schema version has no path to the current one."""
+
+
+class SubjectForgotten(EventStoreError):
+    """The data subject's key was destroyed: no new personal data can be stored for it."""

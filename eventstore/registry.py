@@ -32,6 +32,7 @@ class EventType:
     version: int
     model: type[BaseModel]
     upcasters: dict[int, Upcaster] = field(default_factory=dict)  # from_version -> fn
+    personal_data: tuple[str, ...] = ()  # top-level string fields stored encrypted per data subject
 
     def json_schema(self) -> dict[str, Any]:
         return self.model.model_json_schema()
@@ -44,13 +45,19 @@ class EventRegistry:
         self._by_name: dict[str, EventType] = {}
         self._by_model: dict[type[BaseModel], EventType] = {}
         self.current_versions: dict[str, int] = {}
+        self.personal_types: dict[str, tuple[str, ...]] = {}
 
     @property
     def has_history(self) -> bool:
         """Whether any type has a schema version above 1, so that reads may need upcasting."""
         return any(v > 1 for v in self.current_versions.values())
 
-    def register(self, name: str, version: int = 1) -> Callable[[M], M]:
+    def register(self, name: str, version: int = 1, *, personal_data: tuple[str, ...] = ()) -> Callable[[M], M]:
+        """Register a pydantic model as event type `name` at schema `version`.
+
+        `personal_data` names string fields that are stored encrypted with a key per data
+        subject (the stream), so that forgetting the subject means destroying a key.
+        """
         if version < 1:
             raise ValueError("schema versions start at 1")
 
@@ -63,10 +70,15 @@ class EventRegistry:
             )
             if known is not None and known.model is not model and not reloaded:
                 raise ValueError(f"event type {name!r} is already registered to {known.model.__qualname__}")
-            entry = EventType(name, version, model, known.upcasters if known else {})
+            missing = [f for f in personal_data if f not in model.model_fields]
+            if missing:
+                raise ValueError(f"{name}: personal_data names unknown fields {missing}")
+            entry = EventType(name, version, model, known.upcasters if known else {}, tuple(personal_data))
             self._by_name[name] = entry
             self._by_model[model] = entry
             self.current_versions[name] = version
+            if personal_data:
+                self.personal_types[name] = entry.personal_data
             return model
 
         return decorate

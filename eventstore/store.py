@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 import psycopg
@@ -41,7 +41,9 @@ from psycopg.adapt import Loader
 from psycopg.pq import Format
 from pydantic import BaseModel
 
-from eventstore.errors import ConcurrencyError, DuplicateEventError
+from eventstore import personal_data
+from eventstore.errors import ConcurrencyError, DuplicateEventError, SubjectForgotten
+from eventstore.personal_data import SubjectKeys
 from eventstore.records import (
     ANY,
     NO_STREAM,
@@ -243,7 +245,23 @@ class EventStore:
         finally:
             if enabled:
                 gc.enable()
-        return _upcast_all(events, self.registry)
+        events = _upcast_all(events, self.registry)
+        if self.registry.personal_types:
+            self._reveal(events)
+        return events
+
+    def _reveal(self, events: list[RecordedEvent]) -> None:
+        """Decrypt personal data in place while the subject's key exists."""
+        personal = self.registry.personal_types
+        sealed = [e for e in events if e.type in personal]
+        if not sealed:
+            return
+        keys = SubjectKeys(self.using).get(e.stream_id for e in sealed)
+        for e in sealed:
+            key = keys.get(e.stream_id)
+            for name in personal[e.type]:
+                if name in e.data:
+                    e.data[name] = personal_data.decrypt(key, e.event_id, name, e.data[name])
 
     # -- writing ----------------------------------------------------------------
     def append(
@@ -266,8 +284,22 @@ class EventStore:
             expected = expected_version
         else:
             raise ValueError(f"expected_version must be ANY, NO_STREAM or a version >= 0, not {expected_version!r}")
+        personal = self.registry.personal_types
+        if personal and any(self.registry.of(e.payload).name in personal for e in batch):
+            return self._append_personal(stream_id, category, batch, expected_version, expected)
+        return self._append(stream_id, category, batch, expected_version, expected, {})
+
+    def _append(
+        self,
+        stream_id: UUID,
+        category: str,
+        batch: list[NewEvent],
+        expected_version: ExpectedVersion,
+        expected: int | None,
+        sealed: dict[int, bytes],
+    ) -> AppendResult:
         statement = append_statement(expected is not None, min(len(batch), VALUES_LIMIT + 1))
-        values = self._values(stream_id, category, batch, expected)
+        values = self._values(stream_id, category, batch, expected, sealed)
 
         attempts = ANY_VERSION_RETRIES if expected is None else 1
         for attempt in range(attempts):
@@ -286,8 +318,47 @@ class EventStore:
             return AppendResult(stream_id, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
         raise AssertionError("unreachable")
 
+    def _append_personal(
+        self,
+        stream_id: UUID,
+        category: str,
+        batch: list[NewEvent],
+        expected_version: ExpectedVersion,
+        expected: int | None,
+    ) -> AppendResult:
+        """Append events with personal data: encrypted with the stream's subject key (made on
+        first use and stored after the append, in the same transaction)."""
+        keys = SubjectKeys(self.using)
+        known = keys.get([stream_id])
+        if stream_id in known and known[stream_id] is None:
+            raise SubjectForgotten(f"subject {stream_id} was forgotten: no new personal data can be stored")
+        new_key = None if stream_id in known else keys.new_key()
+        key = known.get(stream_id) or new_key
+        assert key is not None
+        batch = [e if e.event_id is not None else e._replace(event_id=uuid4()) for e in batch]
+        sealed = {}
+        for i, event in enumerate(batch):
+            fields = self.registry.personal_types.get(self.registry.of(event.payload).name)
+            if fields:
+                data = event.payload.model_dump(mode="json")
+                for name in fields:
+                    if isinstance(data.get(name), str):
+                        data[name] = personal_data.encrypt(key, event.event_id, name, data[name])  # type: ignore[arg-type]
+                sealed[i] = orjson.dumps(data)
+        with transaction.atomic(using=self.using):
+            result = self._append(stream_id, category, batch, expected_version, expected, sealed)
+            if new_key is not None and not keys.store(stream_id, new_key):
+                # another transaction gave this subject a key first: ours must not be committed
+                raise ConcurrencyError(stream_id, expected_version, self.stream_version(stream_id))
+        return result
+
     def _values(
-        self, stream_id: UUID, category: str, batch: Sequence[NewEvent], expected: int | None
+        self,
+        stream_id: UUID,
+        category: str,
+        batch: Sequence[NewEvent],
+        expected: int | None,
+        sealed: dict[int, bytes],
     ) -> list[bytes | None]:
         """The parameters `append_statement` documents, in libpq's text format."""
         of = self.registry.of
@@ -298,20 +369,20 @@ class EventStore:
             None if expected is None else b"%d" % expected,
         ]
         if len(batch) <= VALUES_LIMIT:
-            for event in batch:
+            for i, event in enumerate(batch):
                 entry = of(event.payload)
                 values += [
                     None if event.event_id is None else str(event.event_id).encode(),
                     entry.name.encode(),
                     b"%d" % entry.version,
-                    event.payload.__pydantic_serializer__.to_json(event.payload),
+                    sealed.get(i) or event.payload.__pydantic_serializer__.to_json(event.payload),
                     orjson.dumps(event.metadata or EMPTY),
                 ]
             return values
         rows = []
-        for event in batch:
+        for i, event in enumerate(batch):
             entry = of(event.payload)
-            data = orjson.Fragment(event.payload.__pydantic_serializer__.to_json(event.payload))
+            data = orjson.Fragment(sealed.get(i) or event.payload.__pydantic_serializer__.to_json(event.payload))
             rows.append((event.event_id, entry.name, entry.version, data, event.metadata or EMPTY))
         values.append(orjson.dumps(rows))
         return values

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class LedgerConfig(AppConfig):
+    name = "app.ledger"
+    label = "ledger"
+    verbose_name = "Ledger"
+
+    def ready(self) -> None:
+        from app.ledger import registry  # noqa: F401  (registers the event types)

@@ -1,0 +1,1 @@
+"""The ledger domain: pure Python (pydantic only), no Django, no event store."""

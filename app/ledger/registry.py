@@ -1,0 +1,25 @@
+"""The ledger's event catalog: stable names and schema versions for the domain's events.
+The domain stays free of the event store; this module is where the two meet."""
+
+from app.ledger.domain import events as e
+from eventstore.registry import registry
+
+registry.register("ledger.AccountOpened", 1, personal_data=("owner",))(e.AccountOpened)
+for model in (
+    e.FundsDeposited,
+    e.FundsWithdrawn,
+    e.AccountFrozen,
+    e.AccountUnfrozen,
+    e.AccountClosed,
+    e.TransferDebited,
+    e.TransferCredited,
+    e.TransferRefunded,
+    e.TransferSettled,
+    e.TransferRequested,
+    e.TransferDebitConfirmed,
+    e.TransferCreditConfirmed,
+    e.TransferCompleted,
+    e.TransferFailed,
+    e.TransferRefundConfirmed,
+):
+    registry.register(f"ledger.{model.__name__}", 1)(model)

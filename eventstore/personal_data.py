@@ -1,0 +1,102 @@
+"""Personal data, encrypted from the first event on (crypto-shredding).
+
+Fields that an event type declares as personal data are stored as
+``enc:v1:<base64(nonce | ciphertext | tag)>``: AES-256-GCM with a key per data
+subject (the stream the event belongs to) and the event id (plus the field name)
+as associated data, so a ciphertext cannot be moved to another event. Subject
+keys live in their own table, wrapped by a master key that only the environment
+holds (``EVENTFOLD_MASTER_KEY``; the embedded set-up generates one into its
+data folder). Forgetting a subject destroys its key: history stays untouched,
+and every reader sees ``FORGOTTEN`` where the plain value was.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+from django.db import connections
+
+PREFIX = "enc:v1:"
+FORGOTTEN = "[forgotten]"
+NONCE_BYTES = 12
+
+
+def master_key() -> bytes:
+    raw = settings.EVENTFOLD_MASTER_KEY
+    key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    if len(key) != 32:
+        raise ValueError("EVENTFOLD_MASTER_KEY must be 32 bytes, URL-safe base64")
+    return key
+
+
+def _aad(event_id: UUID, field: str) -> bytes:
+    return event_id.bytes + field.encode()
+
+
+def encrypt(key: bytes, event_id: UUID, field: str, value: str) -> str:
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = AESGCM(key).encrypt(nonce, value.encode(), _aad(event_id, field))
+    return PREFIX + base64.b64encode(nonce + sealed).decode()
+
+
+def decrypt(key: bytes | None, event_id: UUID, field: str, value: Any) -> Any:
+    if not isinstance(value, str) or not value.startswith(PREFIX):
+        return value
+    if key is None:
+        return FORGOTTEN
+    raw = base64.b64decode(value[len(PREFIX) :])
+    return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _aad(event_id, field)).decode()
+
+
+class SubjectKeys:
+    """The key table. Reading a key writes nothing; a new key is stored after the append that
+    first uses it, in the same transaction, so the append stays the transaction's first write."""
+
+    def __init__(self, using: str = "default") -> None:
+        self.using = using
+
+    def _wrap(self, subject_id: UUID, key: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + AESGCM(master_key()).encrypt(nonce, key, subject_id.bytes)
+
+    def _unwrap(self, subject_id: UUID, wrapped: bytes) -> bytes:
+        return AESGCM(master_key()).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], subject_id.bytes)
+
+    def get(self, subject_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        """Keys of the subjects that have one (None where the subject was forgotten)."""
+        ids = list(set(subject_ids))
+        if not ids:
+            return {}
+        with connections[self.using].cursor() as cur:
+            cur.execute("SELECT subject_id, wrapped_key FROM eventstore_subject_key WHERE subject_id = ANY(%s)", [ids])
+            rows = cur.fetchall()
+        return {sid: (None if wrapped is None else self._unwrap(sid, bytes(wrapped))) for sid, wrapped in rows}
+
+    def new_key(self) -> bytes:
+        return AESGCM.generate_key(bit_length=256)
+
+    def store(self, subject_id: UUID, key: bytes) -> bool:
+        """Store a new subject key; False when another transaction stored one first."""
+        with connections[self.using].cursor() as cur:
+            cur.execute(
+                "INSERT INTO eventstore_subject_key (subject_id, wrapped_key) VALUES (%s, %s) "
+                "ON CONFLICT (subject_id) DO NOTHING RETURNING subject_id",
+                [subject_id, self._wrap(subject_id, key)],
+            )
+            return cur.fetchone() is not None
+
+    def forget(self, subject_id: UUID) -> bool:
+        """Destroy a subject's key: its personal data becomes unreadable everywhere, for good."""
+        with connections[self.using].cursor() as cur:
+            cur.execute(
+                "UPDATE eventstore_subject_key SET wrapped_key = NULL, forgotten_at = now() "
+                "WHERE subject_id = %s AND wrapped_key IS NOT NULL",
+                [subject_id],
+            )
+            return cur.rowcount == 1
