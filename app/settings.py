@@ -36,12 +36,14 @@ INSTALLED_APPS = [
     "projections",
     "app.core",
     "app.ledger",
+    "app.api",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "app.api.middleware.ApiBodyMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -75,7 +77,7 @@ def _database_url() -> str:
     return embedded.database_url()  # the embedded server started by `make run` / `make test`
 
 
-DATABASES = {"default": dj_database_url.parse(_database_url(), conn_max_age=600, conn_health_checks=True)}
+DATABASES = {"default": dj_database_url.parse(_database_url(), conn_max_age=600)}
 # Server-side prepared statements: the event store prepares its fixed statements (Django's own
 # client-side-bound queries are not affected). Set to None behind a transaction-mode pgbouncer.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
@@ -99,6 +101,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+LOGIN_MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))
+LOGIN_FAILURE_WINDOW_S = 300
+
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
 
 # Wraps the per-subject keys that encrypt personal data in events (32 bytes, URL-safe base64).
@@ -106,6 +112,8 @@ if PRODUCTION:
     EVENTFOLD_MASTER_KEY = os.environ["EVENTFOLD_MASTER_KEY"]
 else:
     EVENTFOLD_MASTER_KEY = os.environ.get("EVENTFOLD_MASTER_KEY") or embedded.secret_file("master_key")
+
+API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(64 * 1024)))
 
 EVENTSTORE = {
     "SNAPSHOT_EVERY": int(os.environ.get("EVENTSTORE_SNAPSHOT_EVERY", "100")),
@@ -122,6 +130,7 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
 
 LOGGING = {
     "version": 1,

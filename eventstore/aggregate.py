@@ -39,6 +39,15 @@ S = TypeVar("S", bound=BaseModel)
 A = TypeVar("A")
 
 
+aggregate_types: dict[str, type] = {}
+
+
+def register_aggregate(aggregate_type: type[A]) -> type[A]:
+    """Make an aggregate type known by its category (for the time machine and the console)."""
+    aggregate_types[aggregate_type.category] = aggregate_type  # type: ignore[attr-defined]
+    return aggregate_type
+
+
 class AggregateNotFound(EventStoreError):
     """No events exist for this stream (at that point in time)."""
 

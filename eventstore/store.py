@@ -177,8 +177,8 @@ ORDERED_SCAN_ON = "SELECT set_config('enable_sort', 'off', true), set_config('en
 ORDERED_SCAN_OFF = "SELECT set_config('enable_sort', 'on', true), set_config('enable_bitmapscan', 'on', true)"
 
 
-@functools.lru_cache(maxsize=16)
-def read_all_statement(bucket: bool, categories: bool, types: bool) -> bytes:
+@functools.lru_cache(maxsize=32)
+def read_all_statement(bucket: bool, categories: bool, types: bool, correlation: bool = False) -> bytes:
     conds = [sql.SQL("(tx_id, global_position) > (%(tx)s::text::xid8, %(pos)s)"), HORIZON]
     if bucket:
         conds.insert(0, sql.SQL("bucket = %(bucket)s::int2"))
@@ -186,6 +186,8 @@ def read_all_statement(bucket: bool, categories: bool, types: bool) -> bytes:
         conds.append(sql.SQL("category = ANY(%(categories)s::text[])"))
     if types:
         conds.append(sql.SQL("event_type = ANY(%(types)s::text[])"))
+    if correlation:  # a filter on the ordered scan, not an index: meant for browsing
+        conds.append(sql.SQL("metadata->>'correlation_id' = %(correlation)s::text"))
     return (
         sql.SQL("SELECT {cols} FROM {table} WHERE {conds} ORDER BY tx_id, global_position LIMIT %(limit)s")
         .format(cols=COLUMNS, table=TABLE, conds=sql.SQL(" AND ").join(conds))
@@ -472,6 +474,7 @@ class EventStore:
         categories: Sequence[str] | None = None,
         types: Sequence[str] | None = None,
         bucket: int | None = None,
+        correlation_id: str | None = None,
     ) -> ReadResult:
         """Up to `limit` events after the checkpoint, in read order, below the horizon."""
         params: dict[str, Any] = {"tx": str(after.tx_id), "pos": after.position, "limit": limit}
@@ -481,7 +484,9 @@ class EventStore:
             params["categories"] = list(categories)
         if types:
             params["types"] = list(types)
-        query = read_all_statement(bucket is not None, bool(categories), bool(types))
+        if correlation_id:
+            params["correlation"] = correlation_id
+        query = read_all_statement(bucket is not None, bool(categories), bool(types), bool(correlation_id))
         conn = connections[self.using]
         with self._read_cursor() as cur:
             pg = cur.connection

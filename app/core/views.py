@@ -1,3 +1,6 @@
+from django.conf import settings
+from django.contrib.auth.views import LoginView
+from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -17,3 +20,32 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception:
         return JsonResponse({"status": "unavailable", "failing": ["database"]}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+class ThrottledLoginView(LoginView):
+    """Django's login, refusing with 429 after too many failed attempts per address and username."""
+
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+    def _key(self) -> str:
+        address = self.request.META.get("REMOTE_ADDR", "?")
+        username = self.request.POST.get("username", "").strip().lower()
+        return f"login-failures:{address}:{username}"
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if cache.get(self._key(), 0) >= settings.LOGIN_MAX_FAILURES:
+            form = self.get_form()
+            form.add_error(None, "Too many failed attempts. Wait a few minutes, then try again.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):  # type: ignore[no-untyped-def]
+        key = self._key()
+        cache.add(key, 0, timeout=settings.LOGIN_FAILURE_WINDOW_S)
+        cache.incr(key)
+        return super().form_invalid(form)
+
+    def form_valid(self, form):  # type: ignore[no-untyped-def]
+        cache.delete(self._key())
+        return super().form_valid(form)

@@ -2,7 +2,13 @@
 The domain stays free of the event store; this module is where the two meet."""
 
 from app.ledger.domain import events as e
+from app.ledger.domain.account import Account
+from app.ledger.domain.transfer import Transfer
+from eventstore.aggregate import register_aggregate
 from eventstore.registry import registry
+
+register_aggregate(Account)
+register_aggregate(Transfer)
 
 registry.register("ledger.AccountOpened", 1, personal_data=("owner",))(e.AccountOpened)
 for model in (
