@@ -100,6 +100,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ROUTES = {"projections.*": {"queue": "projections"}, "rebuilds.*": {"queue": "rebuilds"}}
+CELERY_BEAT_SCHEDULE = {"projections-safety-net": {"task": "projections.tick", "schedule": 3.0}}
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 LOGIN_MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))
@@ -113,6 +115,7 @@ if PRODUCTION:
 else:
     EVENTFOLD_MASTER_KEY = os.environ.get("EVENTFOLD_MASTER_KEY") or embedded.secret_file("master_key")
 
+CONSISTENCY_TIMEOUT_S = float(os.environ.get("CONSISTENCY_TIMEOUT_S", "5"))  # ?consistent_with= waits at most this
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(64 * 1024)))
 
 EVENTSTORE = {

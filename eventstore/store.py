@@ -60,6 +60,9 @@ from eventstore.registry import EventRegistry
 from eventstore.registry import registry as default_registry
 
 ANY_VERSION_RETRIES = 5
+# Called after every successful append with (database alias, result), inside the appending
+# transaction: subscribers (the projections app) use transaction.on_commit from there.
+after_append: list[Callable[[str, AppendResult], None]] = []
 EMPTY: dict[str, Any] = {}
 
 
@@ -288,8 +291,12 @@ class EventStore:
             raise ValueError(f"expected_version must be ANY, NO_STREAM or a version >= 0, not {expected_version!r}")
         personal = self.registry.personal_types
         if personal and any(self.registry.of(e.payload).name in personal for e in batch):
-            return self._append_personal(stream_id, category, batch, expected_version, expected)
-        return self._append(stream_id, category, batch, expected_version, expected, {})
+            result = self._append_personal(stream_id, category, batch, expected_version, expected)
+        else:
+            result = self._append(stream_id, category, batch, expected_version, expected, {})
+        for hook in after_append:
+            hook(self.using, result)
+        return result
 
     def _append(
         self,

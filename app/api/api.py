@@ -2,7 +2,7 @@
 
 from ninja import NinjaAPI
 
-from app.api import commands, errors, queries
+from app.api import commands, errors, queries, readmodels
 from app.api.auth import BearerToken
 
 api = NinjaAPI(
@@ -17,3 +17,4 @@ api = NinjaAPI(
 errors.install(api)
 api.add_router("/", commands.router)
 api.add_router("/", queries.router)
+api.add_router("/", readmodels.router)

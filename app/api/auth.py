@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja.errors import AuthorizationError
 from ninja.security.http import HttpBearer
 
+from app.api.threads import in_thread
 from app.core.models import RANK, ApiToken, Role, digest
 
 
@@ -51,7 +51,7 @@ class BearerToken(HttpBearer):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        return await sync_to_async(caller_for_token, thread_sensitive=False)(token.strip())
+        return await in_thread(caller_for_token)(token.strip())
 
     def authenticate(self, request: HttpRequest, token: str) -> Caller | None:
         return caller_for_token(token)

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Body, Router, Schema
 from pydantic import ConfigDict, Field, StringConstraints
@@ -20,6 +18,7 @@ from app.api import idempotency
 from app.api.auth import Caller
 from app.api.errors import ApiError
 from app.api.schemas import ERRORS, AccountCommandOut, TransferCommandOut
+from app.api.threads import in_thread
 from app.core.models import Role
 from app.ledger import handlers
 from app.ledger.domain.events import MAX_AMOUNT
@@ -81,7 +80,6 @@ def _execute(
     call: Callable[[CommandContext], CommandResult],
     shape: Callable[[CommandResult], dict[str, Any]],
 ) -> tuple[int, dict[str, Any]]:
-    close_old_connections()  # this worker thread's connection, as Django does per request
     command_id = idempotency.command_id(caller.user.pk, key, print_) if key is not None else uuid4()
     ctx = CommandContext(
         actor=caller.user.get_username(), command_id=command_id, expected_version=if_match, request_id=request_id
@@ -104,7 +102,7 @@ async def command(
     caller: Caller = request.auth  # type: ignore[attr-defined]
     caller.require(Role.OPERATOR)
     print_ = idempotency.fingerprint(request.method or "", request.path, request.body)
-    status, body = await sync_to_async(_execute, thread_sensitive=False)(
+    status, body = await in_thread(_execute)(
         caller,
         request.headers.get("Idempotency-Key"),
         print_,

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import HttpRequest
 from ninja import Query, Router, Schema
@@ -14,6 +13,7 @@ from pydantic import Field
 
 from app.api.errors import ApiError
 from app.api.schemas import READ_ERRORS, EventPage, EventTypeOut, LogPage, StateOut
+from app.api.threads import in_thread
 from eventstore.aggregate import AggregateNotFound, Repository, aggregate_types
 from eventstore.records import START, Checkpoint, RecordedEvent
 from eventstore.registry import registry
@@ -38,10 +38,6 @@ def event_json(e: RecordedEvent) -> dict[str, Any]:
     }
 
 
-def _in_thread(fn):  # type: ignore[no-untyped-def]
-    return sync_to_async(fn, thread_sensitive=False)
-
-
 class StreamQuery(Schema):
     from_version: int = Field(1, ge=1)
     limit: int = Field(100, ge=1, le=MAX_PAGE)
@@ -49,7 +45,7 @@ class StreamQuery(Schema):
 
 @router.get("/streams/{stream_id}/events", response={200: EventPage, **READ_ERRORS}, summary="A stream's events")
 async def stream_events(request: HttpRequest, stream_id: UUID, q: Query[StreamQuery]) -> dict[str, Any]:
-    events = await _in_thread(EventStore().read_stream)(stream_id, from_version=q.from_version, limit=q.limit)
+    events = await in_thread(EventStore().read_stream)(stream_id, from_version=q.from_version, limit=q.limit)
     if not events and q.from_version == 1:
         raise ApiError(404, "not_found", f"no stream {stream_id}")
     return {"items": [event_json(e) for e in events]}
@@ -69,7 +65,7 @@ async def log(request: HttpRequest, q: Query[LogQuery]) -> dict[str, Any]:
         after = Checkpoint.decode(q.after) if q.after else START
     except ValueError as exc:
         raise ApiError(422, "validation_error", str(exc), fields={"after": ["not a cursor from this API"]}) from None
-    page = await _in_thread(EventStore().read_all)(
+    page = await in_thread(EventStore().read_all)(
         after,
         limit=q.limit,
         types=[q.type] if q.type else None,
@@ -105,7 +101,7 @@ async def aggregate_state(request: HttpRequest, category: str, stream_id: UUID, 
             raise ApiError(404, "not_found", f"no {category} {stream_id} at that point") from None
         return {"version": aggregate.version, "state": aggregate.state.model_dump(mode="json")}
 
-    return await _in_thread(load)()
+    return await in_thread(load)()
 
 
 @router.get("/event-types", response={200: list[EventTypeOut], **READ_ERRORS}, summary="The event catalog")
@@ -115,7 +111,7 @@ async def event_types(request: HttpRequest) -> list[dict[str, Any]]:
             cur.execute("SELECT event_type, count(*) FROM eventstore_event GROUP BY event_type")
             return dict(cur.fetchall())
 
-    counted = await _in_thread(counts)()
+    counted = await in_thread(counts)()
     return [
         {
             "name": t.name,

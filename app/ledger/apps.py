@@ -7,4 +7,4 @@ class LedgerConfig(AppConfig):
     verbose_name = "Ledger"
 
     def ready(self) -> None:
-        from app.ledger import registry  # noqa: F401  (registers the event types)
+        from app.ledger import projections, registry  # noqa: F401  (registers event types, projections)

@@ -1,0 +1,233 @@
+"""Read-model queries (viewers) with read-your-writes, and projection controls (operators)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja import Body, Query, Router, Schema
+from pydantic import Field
+
+from app.api import commands
+from app.api.auth import Caller
+from app.api.errors import ApiError
+from app.api.schemas import ERRORS, READ_ERRORS
+from app.api.threads import in_thread
+from app.core.models import Role
+from app.ledger.models import AccountSummary, Entry, TransferSummary
+from projections import status as projection_status
+from projections.base import projections
+
+router = Router(tags=["read models"])
+
+
+async def consistent(names: list[str], position: int | None) -> dict[str, Any]:
+    """Wait (bounded) until the projections read have applied the event at `position`."""
+    if position is None:
+        return {}
+    deadline = time.monotonic() + settings.CONSISTENCY_TIMEOUT_S
+    while True:
+        if await in_thread(projection_status.applied)(names, position):
+            return {"stale": False}
+        if time.monotonic() >= deadline:
+            return {"stale": True}
+        await asyncio.sleep(0.01)
+
+
+def _account_json(a: AccountSummary) -> dict[str, Any]:
+    return {
+        "account_id": str(a.account_id),
+        "owner": a.owner,
+        "currency": a.currency,
+        "balance": int(a.balance),
+        "status": a.status,
+        "version": a.version,
+    }
+
+
+def _cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode().rstrip("=")
+
+
+def _uncursor(cursor: str, n: int) -> list[str]:
+    try:
+        parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
+    except (ValueError, UnicodeDecodeError):
+        parts = []
+    if len(parts) != n:
+        raise ApiError(422, "validation_error", "not a cursor from this API", fields={"cursor": ["invalid"]})
+    return parts
+
+
+class AccountsQuery(Schema):
+    owner: str | None = None
+    status: str | None = Field(None, pattern="^(open|frozen|closed)$")
+    cursor: str | None = None
+    limit: int = Field(50, ge=1, le=500)
+    consistent_with: int | None = Field(None, ge=1)
+
+
+# GET /accounts shares its path with POST /accounts, so it lives on the same router.
+@commands.router.get("/accounts", response={200: dict, **READ_ERRORS}, summary="Accounts, filtered, by opening time")
+async def accounts(request: HttpRequest, q: Query[AccountsQuery]) -> dict[str, Any]:
+    meta = await consistent(["account_summary"], q.consistent_with)
+
+    def page() -> dict[str, Any]:
+        rows = AccountSummary.objects.order_by("opened_at", "account_id")
+        if q.owner:
+            rows = rows.filter(owner__icontains=q.owner)
+        if q.status:
+            rows = rows.filter(status=q.status)
+        if q.cursor:
+            opened, account = _uncursor(q.cursor, 2)
+            rows = rows.extra(where=["(opened_at, account_id) > (%s::timestamptz, %s::uuid)"], params=[opened, account])
+        items = list(rows[: q.limit + 1])
+        more = len(items) > q.limit
+        items = items[: q.limit]
+        last = items[-1] if items else None
+        return {
+            "items": [_account_json(a) for a in items],
+            "next_cursor": _cursor(last.opened_at.isoformat(), last.account_id) if more and last else None,
+        }
+
+    return {**await in_thread(page)(), **meta}
+
+
+@router.get("/accounts/{account_id}", response={200: dict, **READ_ERRORS}, summary="One account")
+async def account(request: HttpRequest, account_id: UUID, consistent_with: int | None = None) -> dict[str, Any]:
+    meta = await consistent(["account_summary"], consistent_with)
+    found = await in_thread(lambda: AccountSummary.objects.filter(account_id=account_id).first())()
+    if found is None:
+        raise ApiError(404, "not_found", f"no account {account_id}" + (" (yet)" if meta.get("stale") else ""))
+    return {**_account_json(found), **meta}
+
+
+class EntriesQuery(Schema):
+    cursor: str | None = None
+    limit: int = Field(50, ge=1, le=500)
+    consistent_with: int | None = Field(None, ge=1)
+
+
+@router.get("/accounts/{account_id}/entries", response={200: dict, **READ_ERRORS}, summary="Ledger lines")
+async def entries(request: HttpRequest, account_id: UUID, q: Query[EntriesQuery]) -> dict[str, Any]:
+    meta = await consistent(["account_entries", "account_summary"], q.consistent_with)
+
+    def page() -> dict[str, Any]:
+        if not AccountSummary.objects.filter(account_id=account_id).exists():
+            raise ApiError(404, "not_found", f"no account {account_id}")
+        rows = Entry.objects.filter(account_id=account_id).order_by("-version")
+        if q.cursor:
+            (before,) = _uncursor(q.cursor, 1)
+            rows = rows.filter(version__lt=int(before))
+        items = list(rows[: q.limit + 1])
+        more = len(items) > q.limit
+        items = items[: q.limit]
+        return {
+            "items": [
+                {
+                    "version": e.version,
+                    "kind": e.kind,
+                    "amount": e.amount,
+                    "balance_after": int(e.balance_after),
+                    "reference": e.reference,
+                    "transfer_id": str(e.transfer_id) if e.transfer_id else None,
+                    "position": e.position,
+                    "recorded_at": e.recorded_at.isoformat(),
+                }
+                for e in items
+            ],
+            "next_cursor": _cursor(items[-1].version) if more else None,
+        }
+
+    return {**await in_thread(page)(), **meta}
+
+
+@router.get("/transfers/{transfer_id}", response={200: dict, **READ_ERRORS}, summary="One transfer")
+async def transfer(request: HttpRequest, transfer_id: UUID, consistent_with: int | None = None) -> dict[str, Any]:
+    meta = await consistent(["transfers"], consistent_with)
+    found = await in_thread(lambda: TransferSummary.objects.filter(transfer_id=transfer_id).first())()
+    if found is None:
+        raise ApiError(404, "not_found", f"no transfer {transfer_id}")
+    body: dict[str, Any] = {
+        "transfer_id": str(found.transfer_id),
+        "status": found.status,
+        "from_account": str(found.from_account),
+        "to_account": str(found.to_account),
+        "amount": found.amount,
+    }
+    if found.reason:
+        body["reason"] = found.reason
+    return {**body, **meta}
+
+
+# -- projections -------------------------------------------------------------------------------
+@router.get("/projections", response={200: list[dict], **READ_ERRORS}, summary="Every projection's status")
+async def projection_list(request: HttpRequest) -> list[dict[str, Any]]:
+    return await in_thread(projection_status.overview)()
+
+
+def _control(request: HttpRequest, name: str) -> Caller:
+    caller: Caller = request.auth  # type: ignore[attr-defined]
+    caller.require(Role.OPERATOR)
+    if name not in projections:
+        raise ApiError(404, "not_found", f"no projection {name!r}")
+    return caller
+
+
+@router.post("/projections/{name}/pause", response={200: dict, **ERRORS})
+async def pause(request: HttpRequest, name: str) -> dict[str, Any]:
+    _control(request, name)
+    await in_thread(projection_status.set_paused)(name, True)
+    return {"name": name, "status": "paused"}
+
+
+@router.post("/projections/{name}/resume", response={200: dict, **ERRORS})
+async def resume(request: HttpRequest, name: str) -> dict[str, Any]:
+    _control(request, name)
+    await in_thread(projection_status.set_paused)(name, False)
+    await in_thread(_wake_all)()
+    return {"name": name, "status": "running"}
+
+
+@router.post("/projections/{name}/retry", response={200: dict, **ERRORS})
+async def retry(request: HttpRequest, name: str) -> dict[str, Any]:
+    _control(request, name)
+    count = await in_thread(projection_status.retry)(name)
+    await in_thread(_wake_all)()
+    return {"name": name, "retried_buckets": count}
+
+
+@router.post("/projections/{name}/skip", response={200: dict, **ERRORS})
+async def skip(request: HttpRequest, name: str) -> dict[str, Any]:
+    caller = _control(request, name)
+    skipped = await in_thread(projection_status.skip)(name, caller.user)
+    await in_thread(_wake_all)()
+    return {"name": name, "skipped_events": skipped}
+
+
+class ResetIn(Schema):
+    to: int = Field(ge=0)
+
+
+@router.post("/projections/{name}/reset", response={200: dict, **ERRORS})
+async def reset(request: HttpRequest, name: str, payload: ResetIn = Body(...)) -> dict[str, Any]:  # noqa: B008
+    _control(request, name)
+    try:
+        await in_thread(projection_status.reset)(name, payload.to)
+    except ValueError as exc:
+        raise ApiError(422, "validation_error", str(exc), fields={"to": ["no event there"]}) from None
+    await in_thread(_wake_all)()
+    return {"name": name, "reset_to": payload.to}
+
+
+def _wake_all() -> None:
+    from eventstore.records import BUCKETS
+    from projections.wakeups import wake
+
+    for bucket in range(BUCKETS):
+        wake(bucket)

@@ -1,0 +1,76 @@
+"""Projections: read models folded from the log.
+
+    class AccountSummary(Projection):
+        name = "account_summary"
+        version = 1
+
+        @handles("ledger.AccountOpened")
+        def opened(self, event: RecordedEvent, cursor) -> None:
+            cursor.execute("INSERT ... ON CONFLICT DO UPDATE ...", [...])
+
+Handlers run inside the runner's transaction, which also moves the checkpoint: they
+write with the given cursor (or the ORM) and must be upserts, so that a replay from any
+point leaves the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from eventstore.records import RecordedEvent
+
+Handler = Callable[[Any, RecordedEvent, Any], None]
+
+
+def handles(*event_types: str) -> Callable[[Handler], Handler]:
+    def mark(fn: Handler) -> Handler:
+        fn._handles = event_types  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class Projection:
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    tables: ClassVar[tuple[str, ...]] = ()  # its read-model tables
+    handlers: ClassVar[dict[str, str]] = {}  # event type -> method name
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                for event_type in getattr(value, "_handles", ()):
+                    found[event_type] = attr
+        cls.handlers = found
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self.handlers)
+
+    def apply(self, event: RecordedEvent, cursor: Any) -> None:
+        getattr(self, self.handlers[event.type])(event, cursor)
+
+
+class ProjectionRegistry:
+    def __init__(self) -> None:
+        self._projections: dict[str, Projection] = {}
+
+    def register(self, cls: type[Projection]) -> type[Projection]:
+        self._projections[cls.name] = cls()
+        return cls
+
+    def get(self, name: str) -> Projection:
+        return self._projections[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._projections
+
+    def all(self) -> list[Projection]:
+        return [self._projections[n] for n in sorted(self._projections)]
+
+
+projections = ProjectionRegistry()
+register = projections.register

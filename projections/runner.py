@@ -1,0 +1,173 @@
+"""The catch-up runner: per (projection, bucket), in short transactions.
+
+Each batch: take `pg_try_advisory_xact_lock(projection, bucket)` (another worker holding it
+means someone else is on it), read a batch after the checkpoint below the horizon, apply it,
+move the checkpoint with a compare-and-set, commit. Read model and checkpoint change in the
+same transaction, so a redelivered or duplicated task changes nothing.
+
+A handler that raises parks its (projection, bucket): the events before it are applied and
+checkpointed, the failing event and its traceback recorded; other buckets keep going.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import zlib
+from typing import Literal
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from eventstore.records import BUCKETS, Checkpoint, RecordedEvent
+from eventstore.store import EventStore
+from projections.base import Projection, projections
+from projections.models import Checkpoint as CheckpointRow
+from projections.models import ProjectionState, Skip
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+BATCHES_PER_RUN = 20
+Outcome = Literal["applied", "drained", "busy", "paused", "failed", "more"]
+
+
+def lock_key(name: str) -> int:
+    return zlib.crc32(name.encode()) - 2**31  # a stable signed int4 (never Python's hash())
+
+
+def ensure_checkpoints(projection: Projection) -> None:
+    """Create the projection's state and its bucket checkpoints on first use."""
+    state, created = ProjectionState.objects.get_or_create(
+        name=projection.name, defaults={"version": projection.version}
+    )
+    if created or not CheckpointRow.objects.filter(projection=projection.name).exists():
+        CheckpointRow.objects.bulk_create(
+            [CheckpointRow(projection=projection.name, bucket=b) for b in range(BUCKETS)], ignore_conflicts=True
+        )
+
+
+def catch_up(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcome:
+    """Apply batches until the bucket is drained (or busy, paused, failed, or the budget is spent)."""
+    projection = projections.get(name)
+    ensure_checkpoints(projection)
+    for _ in range(max_batches):
+        outcome = apply_batch(projection, bucket)
+        if outcome != "applied":
+            return outcome
+    return "more"
+
+
+def apply_batch(projection: Projection, bucket: int, batch_size: int = BATCH_SIZE) -> Outcome:
+    store = EventStore()
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [lock_key(projection.name), bucket])
+        if not cur.fetchone()[0]:
+            return "busy"
+        cur.execute(
+            "SELECT c.tx_id, c.position, c.failed, s.paused FROM projections_checkpoint c "
+            "JOIN projections_projectionstate s ON s.name = c.projection "
+            "WHERE c.projection = %s AND c.bucket = %s",
+            [projection.name, bucket],
+        )
+        tx_id, position, failed, paused = cur.fetchone()
+        if failed:
+            return "failed"
+        if paused:
+            return "paused"
+        start = Checkpoint(tx_id, position)
+        # every event of the bucket, handled or not, so the checkpoint always reaches the bucket's end
+        page = store.read_all(start, limit=batch_size, bucket=bucket)
+        if not page.events:
+            return "drained"
+        skipped = set(
+            Skip.objects.filter(projection=projection.name, event_id__in=[e.event_id for e in page.events]).values_list(
+                "event_id", flat=True
+            )
+        )
+        applied, error = _apply(projection, page.events, skipped, cur)
+        if applied:
+            _move(cur, projection.name, bucket, start, page.events[applied - 1].checkpoint)
+        if error:
+            _park(cur, projection.name, bucket, page.events[applied], error)
+            return "failed"
+    return "applied"
+
+
+def _apply(projection: Projection, events: list[RecordedEvent], skipped: set, cur) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    """Apply in a savepoint; on a failure, redo the events before it.
+    Returns how many were applied and, when one failed, its traceback."""
+    sid = transaction.savepoint()
+    for i, event in enumerate(events):
+        try:
+            if event.type in projection.handlers and event.event_id not in skipped:
+                projection.apply(event, cur)
+        except Exception:
+            error = traceback.format_exc()
+            log.exception("projection %s failed on event %s", projection.name, event.event_id)
+            transaction.savepoint_rollback(sid)
+            for earlier in events[:i]:
+                if earlier.type in projection.handlers and earlier.event_id not in skipped:
+                    projection.apply(earlier, cur)
+            return i, error
+    transaction.savepoint_commit(sid)
+    return len(events), ""
+
+
+def _move(cur, name: str, bucket: int, expected: Checkpoint, new: Checkpoint) -> None:  # type: ignore[no-untyped-def]
+    cur.execute(
+        "UPDATE projections_checkpoint SET tx_id = %s, position = %s, updated_at = now() "
+        "WHERE projection = %s AND bucket = %s AND tx_id = %s AND position = %s",
+        [new.tx_id, new.position, name, bucket, expected.tx_id, expected.position],
+    )
+    if cur.rowcount != 1:
+        raise RuntimeError(f"checkpoint of {name}/{bucket} moved under us: batch rolled back")
+
+
+def _park(cur, name: str, bucket: int, event: RecordedEvent, error: str) -> None:  # type: ignore[no-untyped-def]
+    cur.execute(
+        "UPDATE projections_checkpoint SET failed = true, error_event_id = %s, error_position = %s, "
+        "error = %s, failed_at = %s WHERE projection = %s AND bucket = %s",
+        [event.event_id, event.position, error, timezone.now(), name, bucket],
+    )
+
+
+HEADS = """
+SELECT b, h.tx_id::text::int8, h.global_position FROM generate_series(0, %s) AS b
+CROSS JOIN LATERAL (
+    SELECT tx_id, global_position FROM eventstore_event e WHERE e.bucket = b
+    ORDER BY tx_id DESC, global_position DESC LIMIT 1
+) AS h
+"""
+
+
+def bucket_heads() -> dict[int, Checkpoint]:
+    """The last committed event of every bucket that has one."""
+    with connection.cursor() as cur:
+        cur.execute(HEADS, [BUCKETS - 1])
+        return {b: Checkpoint(tx, pos) for b, tx, pos in cur.fetchall()}
+
+
+def lagging_buckets() -> list[int]:
+    heads = bucket_heads()
+    behind = set()
+    for row in CheckpointRow.objects.filter(failed=False).values_list("bucket", "tx_id", "position"):
+        head = heads.get(row[0])
+        if head is not None and Checkpoint(row[1], row[2]) < head:
+            behind.add(row[0])
+    names = {p.name for p in projections.all()}
+    if names - set(CheckpointRow.objects.values_list("projection", flat=True).distinct()):
+        behind.update(heads)  # a projection that never ran
+    return sorted(behind)
+
+
+def behind_horizon(bucket: int) -> bool:
+    """Whether the bucket has committed events that readers cannot see yet (an older transaction
+    is still open): the caller should look again shortly rather than wait for beat."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM eventstore_event WHERE bucket = %s "
+            "AND tx_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+            [bucket],
+        )
+        return cur.fetchone()[0]

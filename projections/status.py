@@ -1,0 +1,151 @@
+"""Reads about projections: where they stand, lag, read-your-writes waits; and their controls."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from eventstore.records import Checkpoint
+from projections.base import projections
+from projections.models import Checkpoint as CheckpointRow
+from projections.models import ProjectionState, Skip
+from projections.runner import ensure_checkpoints
+
+
+def event_checkpoint(position: int) -> tuple[Checkpoint, int] | None:
+    """The read-order place and bucket of the event at a global position (None if there is none)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT tx_id::text::int8, bucket FROM eventstore_event WHERE global_position = %s "
+            "AND tx_id < pg_snapshot_xmin(pg_current_snapshot())",
+            [position],
+        )
+        row = cur.fetchone()
+    return (Checkpoint(row[0], position), row[1]) if row else None
+
+
+def applied(names: list[str], position: int) -> bool:
+    """Whether every named projection has applied the event at `position` (and all before it in its bucket)."""
+    found = event_checkpoint(position)
+    if found is None:
+        return False
+    target, bucket = found
+    rows = CheckpointRow.objects.filter(projection__in=names, bucket=bucket).values_list("tx_id", "position")
+    rows = list(rows)
+    return len(rows) == len(names) and all(Checkpoint(tx, pos) >= target for tx, pos in rows)
+
+
+def wait_applied(names: list[str], position: int, timeout: float = 5.0, poll: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if applied(names, position):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+
+
+LAG = """
+SELECT c.projection, count(e.*) FROM projections_checkpoint c
+JOIN eventstore_event e ON e.bucket = c.bucket AND (e.tx_id, e.global_position) > (c.tx_id::text::xid8, c.position)
+WHERE c.projection = ANY(%s) GROUP BY c.projection
+"""
+
+
+def overview() -> list[dict[str, Any]]:
+    for p in projections.all():
+        ensure_checkpoints(p)
+    names = [p.name for p in projections.all()]
+    with connection.cursor() as cur:
+        cur.execute(LAG, [names])
+        lag = dict(cur.fetchall())
+        cur.execute("SELECT coalesce(max(global_position), 0) FROM eventstore_event")
+        head = cur.fetchone()[0]
+    states = {s.name: s for s in ProjectionState.objects.filter(name__in=names)}
+    out = []
+    for name in names:
+        rows = list(CheckpointRow.objects.filter(projection=name).order_by("bucket"))
+        failed = [r for r in rows if r.failed]
+        status = (
+            "failed"
+            if failed
+            else "paused"
+            if states[name].paused
+            else "catching_up"
+            if lag.get(name, 0)
+            else "running"
+        )
+        item: dict[str, Any] = {
+            "name": name,
+            "status": status,
+            "version": states[name].version,
+            "position": min((r.position for r in rows), default=0),
+            "head": head,
+            "lag": lag.get(name, 0),
+            "buckets": [{"bucket": r.bucket, "position": r.position, "failed": r.failed} for r in rows],
+        }
+        if failed:
+            first = failed[0]
+            item["error"] = {
+                "bucket": first.bucket,
+                "event_id": str(first.error_event_id),
+                "position": first.error_position,
+                "traceback": first.error,
+                "failed_buckets": [r.bucket for r in failed],
+            }
+        out.append(item)
+    return out
+
+
+def set_paused(name: str, paused: bool) -> None:
+    ensure_checkpoints(projections.get(name))
+    ProjectionState.objects.filter(name=name).update(paused=paused)
+
+
+def retry(name: str) -> int:
+    """Un-park the failed buckets: the runner tries their events again (after a fix)."""
+    return CheckpointRow.objects.filter(projection=name, failed=True).update(
+        failed=False, error="", error_event_id=None, error_position=None, failed_at=None
+    )
+
+
+@transaction.atomic
+def skip(name: str, user: Any = None, reason: str = "") -> list[str]:
+    """Record a skip of every parked event of the projection and un-park its buckets."""
+    skipped = []
+    for row in CheckpointRow.objects.select_for_update().filter(projection=name, failed=True):
+        Skip.objects.get_or_create(
+            projection=name,
+            event_id=row.error_event_id,
+            defaults={
+                "position": row.error_position,
+                "bucket": row.bucket,
+                "skipped_by": user,
+                "skipped_at": timezone.now(),
+                "reason": reason,
+            },
+        )
+        skipped.append(str(row.error_event_id))
+    retry(name)
+    return skipped
+
+
+@transaction.atomic
+def reset(name: str, to_position: int) -> None:
+    """Replay from a position: every bucket's checkpoint goes back to just before it."""
+    ensure_checkpoints(projections.get(name))
+    if to_position <= 0:
+        CheckpointRow.objects.filter(projection=name).update(tx_id=0, position=0, updated_at=timezone.now())
+        return
+    found = event_checkpoint(to_position)
+    if found is None:
+        raise ValueError(f"no event at position {to_position}")
+    target = found[0]
+    before = Checkpoint(target.tx_id, target.position - 1)
+    for row in CheckpointRow.objects.select_for_update().filter(projection=name):
+        if Checkpoint(row.tx_id, row.position) > before:
+            row.tx_id, row.position, row.updated_at = before.tx_id, before.position, timezone.now()
+            row.save(update_fields=["tx_id", "position", "updated_at"])

@@ -1,0 +1,34 @@
+"""Celery tasks: names and bucket numbers in, the work in projections.runner."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from projections import runner, wakeups
+from projections.base import projections
+
+REQUEUE_COUNTDOWN_S = 0.2
+
+
+@shared_task(name="projections.catch_up_bucket", acks_late=True, reject_on_worker_lost=True)
+def catch_up_bucket(bucket: int) -> dict[str, str]:
+    """Bring every projection's bucket up to date; re-queue while there is more."""
+    wakeups.clear(bucket)
+    while True:
+        outcomes = {p.name: runner.catch_up(p.name, bucket) for p in projections.all()}
+        if "busy" in outcomes.values():
+            wakeups.mark_dirty(bucket)  # the holder looks again before it leaves
+        if "busy" in outcomes.values() or not wakeups.take_dirty(bucket):
+            break
+    if "more" in outcomes.values() or runner.behind_horizon(bucket):
+        catch_up_bucket.apply_async((bucket,), countdown=REQUEUE_COUNTDOWN_S, queue="projections")
+    return outcomes
+
+
+@shared_task(name="projections.tick", acks_late=True)
+def tick() -> list[int]:
+    """The safety net (beat, every few seconds): wake every bucket that has events not yet applied."""
+    lagging = runner.lagging_buckets()
+    for bucket in lagging:
+        wakeups.wake(bucket)
+    return lagging
