@@ -100,7 +100,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_ROUTES = {"projections.*": {"queue": "projections"}, "rebuilds.*": {"queue": "rebuilds"}}
+# A prefix keeps the tests' queues apart from a `make run` sharing the same Redis.
+QUEUE_PREFIX = os.environ.get("EVENTFOLD_QUEUE_PREFIX", "")
+QUEUES = {name: QUEUE_PREFIX + name for name in ("celery", "projections", "rebuilds")}
+CELERY_TASK_DEFAULT_QUEUE = QUEUES["celery"]
+CELERY_TASK_ROUTES = {"projections.*": {"queue": QUEUES["projections"]}, "rebuilds.*": {"queue": QUEUES["rebuilds"]}}
 CELERY_BEAT_SCHEDULE = {"projections-safety-net": {"task": "projections.tick", "schedule": 3.0}}
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

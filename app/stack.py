@@ -27,6 +27,8 @@ def manage(*args: str) -> int:
 
 def _children() -> dict[str, list[str]]:
     port = os.environ.get("PORT", "8000")
+    prefix = os.environ.get("EVENTFOLD_QUEUE_PREFIX", "")
+    queues = ",".join(prefix + q for q in ("celery", "projections", "rebuilds"))
     return {
         "web": [
             PYTHON,
@@ -47,7 +49,7 @@ def _children() -> dict[str, list[str]]:
             "app",
             "worker",
             "-Q",
-            "celery,projections,rebuilds",
+            queues,
             "--concurrency",
             "2",
             "--loglevel",
@@ -114,6 +116,7 @@ def main(argv: list[str]) -> int:
         if argv[0] == "run":
             return run()
         if argv[0] == "test":
+            os.environ.setdefault("EVENTFOLD_QUEUE_PREFIX", "test.")
             return subprocess.call([PYTHON, "-m", "pytest", *argv[1:]])
         return manage(*argv[1:])
 

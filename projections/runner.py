@@ -36,22 +36,26 @@ def lock_key(name: str) -> int:
     return zlib.crc32(name.encode()) - 2**31  # a stable signed int4 (never Python's hash())
 
 
-def ensure_checkpoints(projection: Projection) -> None:
+_ensured: set[tuple[str, str]] = set()  # (database name, projection) done by this process
+
+
+def ensure_checkpoints(projection: Projection, *, force: bool = False) -> None:
     """Create the projection's state and its bucket checkpoints on first use."""
-    state, created = ProjectionState.objects.get_or_create(
-        name=projection.name, defaults={"version": projection.version}
+    key = (connection.settings_dict["NAME"], projection.name)
+    if key in _ensured and not force:
+        return
+    ProjectionState.objects.get_or_create(name=projection.name, defaults={"version": projection.version})
+    CheckpointRow.objects.bulk_create(
+        [CheckpointRow(projection=projection.name, bucket=b) for b in range(BUCKETS)], ignore_conflicts=True
     )
-    if created or not CheckpointRow.objects.filter(projection=projection.name).exists():
-        CheckpointRow.objects.bulk_create(
-            [CheckpointRow(projection=projection.name, bucket=b) for b in range(BUCKETS)], ignore_conflicts=True
-        )
+    _ensured.add(key)
 
 
 def catch_up(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcome:
     """Apply batches until the bucket is drained (or busy, paused, failed, or the budget is spent)."""
     projection = projections.get(name)
-    ensure_checkpoints(projection)
     for _ in range(max_batches):
+        ensure_checkpoints(projection)
         outcome = apply_batch(projection, bucket)
         if outcome != "applied":
             return outcome
@@ -70,7 +74,11 @@ def apply_batch(projection: Projection, bucket: int, batch_size: int = BATCH_SIZ
             "WHERE c.projection = %s AND c.bucket = %s",
             [projection.name, bucket],
         )
-        tx_id, position, failed, paused = cur.fetchone()
+        row = cur.fetchone()
+        if row is None:  # the rows were removed (a test flush, a manual repair): make them again
+            _ensured.discard((connection.settings_dict["NAME"], projection.name))
+            return "more"
+        tx_id, position, failed, paused = row
         if failed:
             return "failed"
         if paused:

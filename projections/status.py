@@ -56,9 +56,10 @@ WHERE c.projection = ANY(%s) GROUP BY c.projection
 
 
 def overview() -> list[dict[str, Any]]:
-    for p in projections.all():
-        ensure_checkpoints(p)
     names = [p.name for p in projections.all()]
+    present = set(ProjectionState.objects.filter(name__in=names).values_list("name", flat=True))
+    for p in projections.all():
+        ensure_checkpoints(p, force=p.name not in present)
     with connection.cursor() as cur:
         cur.execute(LAG, [names])
         lag = dict(cur.fetchall())
@@ -101,7 +102,7 @@ def overview() -> list[dict[str, Any]]:
 
 
 def set_paused(name: str, paused: bool) -> None:
-    ensure_checkpoints(projections.get(name))
+    ensure_checkpoints(projections.get(name), force=True)
     ProjectionState.objects.filter(name=name).update(paused=paused)
 
 
@@ -136,7 +137,7 @@ def skip(name: str, user: Any = None, reason: str = "") -> list[str]:
 @transaction.atomic
 def reset(name: str, to_position: int) -> None:
     """Replay from a position: every bucket's checkpoint goes back to just before it."""
-    ensure_checkpoints(projections.get(name))
+    ensure_checkpoints(projections.get(name), force=True)
     if to_position <= 0:
         CheckpointRow.objects.filter(projection=name).update(tx_id=0, position=0, updated_at=timezone.now())
         return

@@ -21,7 +21,7 @@ def catch_up_bucket(bucket: int) -> dict[str, str]:
         if "busy" in outcomes.values() or not wakeups.take_dirty(bucket):
             break
     if "more" in outcomes.values() or runner.behind_horizon(bucket):
-        catch_up_bucket.apply_async((bucket,), countdown=REQUEUE_COUNTDOWN_S, queue="projections")
+        catch_up_bucket.apply_async((bucket,), countdown=REQUEUE_COUNTDOWN_S)
     return outcomes
 
 

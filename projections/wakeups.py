@@ -26,7 +26,7 @@ def _redis() -> redis.Redis:
 
 
 def flag_key(bucket: int) -> str:
-    return f"eventfold:wake:{bucket}"
+    return f"eventfold:{settings.QUEUE_PREFIX}wake:{bucket}"
 
 
 def wake(bucket: int) -> None:
@@ -35,7 +35,7 @@ def wake(bucket: int) -> None:
             return  # a wake-up for this bucket is already on its way
         from projections.tasks import catch_up_bucket
 
-        catch_up_bucket.apply_async((bucket,), queue="projections")
+        catch_up_bucket.apply_async((bucket,))
     except Exception:  # the command has committed: never fail it for a missed hint
         log.warning("could not schedule catch-up of bucket %s; the beat safety net will", bucket, exc_info=True)
 
@@ -46,7 +46,7 @@ def on_append(using: str, result: AppendResult) -> None:
 
 
 def dirty_key(bucket: int) -> str:
-    return f"eventfold:dirty:{bucket}"
+    return f"eventfold:{settings.QUEUE_PREFIX}dirty:{bucket}"
 
 
 def clear(bucket: int) -> None:
