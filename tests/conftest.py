@@ -28,7 +28,7 @@ def _end_other_sessions(django_db_setup, django_db_blocker):
         )
 
 
-def test_database_url() -> str:
+def worker_database_url() -> str:
     """A URL for the test database, for processes started by the tests."""
     from urllib.parse import quote
 
@@ -51,7 +51,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
 
     from app.celery import app as celery_app
 
-    env = dict(os.environ, DATABASE_URL=test_database_url(), EVENTFOLD_QUEUE_PREFIX=settings.QUEUE_PREFIX)
+    env = dict(os.environ, DATABASE_URL=worker_database_url(), EVENTFOLD_QUEUE_PREFIX=settings.QUEUE_PREFIX)
     env.pop("TEST_DATABASE_NAME", None)
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     schedule = log.parent / "beat-schedule"
