@@ -1,6 +1,7 @@
 """Duplicated deliveries, a held horizon, two workers sharing the buckets."""
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -9,7 +10,7 @@ from uuid import uuid4
 
 import psycopg
 from django.conf import settings
-from django.db import connections
+from django.db import connection, connections
 
 from app.celery import app as celery_app
 from app.ledger import handlers
@@ -85,7 +86,9 @@ def test_an_open_write_transaction_delays_then_everything_arrives(worker):
 
 
 def _worker(name: str) -> subprocess.Popen:
-    env = dict(os.environ, DATABASE_URL=worker_database_url(), EVENTFOLD_QUEUE_PREFIX=settings.QUEUE_PREFIX)
+    env = dict(
+        os.environ, DATABASE_URL=worker_database_url(), EVENTFOLD_QUEUE_PREFIX=settings.QUEUE_PREFIX, PGAPPNAME=name
+    )
     env.pop("TEST_DATABASE_NAME", None)
     cmd = [
         sys.executable,
@@ -123,3 +126,67 @@ def test_two_workers_share_the_buckets(worker):
     finally:
         second.terminate()
         second.wait(timeout=30)
+
+
+# SHARE mode blocks the runner's INSERT but, unlike ACCESS EXCLUSIVE, gives the locking
+# transaction no transaction id: it does not hold the read horizon back.
+BLOCK_ENTRIES = "LOCK TABLE ledger_entry IN SHARE MODE"
+
+
+def _lock_waiters(application: str | None = None) -> list[int]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+            "AND pid <> pg_backend_pid() AND (%s::text IS NULL OR application_name = %s)",
+            [application, application],
+        )
+        return [r[0] for r in cur.fetchall()]
+
+
+def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(worker):
+    """The runner blocks mid-batch on a locked read-model table; its worker is SIGKILLed there;
+    the transaction dies with it; the next worker resumes from the checkpoint."""
+    session_worker = f"test-{os.getpid()}@{os.uname().nodename}"
+    for queue in settings.QUEUES.values():
+        celery_app.control.cancel_consumer(queue, destination=[session_worker], reply=True)
+    doomed_name = f"doomed-{os.getpid()}"
+    doomed = _worker(doomed_name)
+    try:
+        with psycopg.connect(worker_database_url()) as blocker:
+            blocker.execute(BLOCK_ENTRIES)
+            accounts = _open(4)
+            wait_for(lambda: _lock_waiters(doomed_name), what="the doomed worker to block mid-batch")
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(timeout=10)
+            for child in _orphans(doomed.pid):
+                os.kill(child, signal.SIGKILL)  # its pool processes die with it, as on a lost machine
+            blocker.rollback()
+        assert not Entry.objects.filter(account_id__in=accounts).exists()
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+        for queue in settings.QUEUES.values():
+            celery_app.control.add_consumer(queue, destination=[session_worker], reply=True)
+    wait_for(lambda: _equals_fold(accounts), timeout=30, what="the surviving worker to resume")
+
+
+def _orphans(parent_pid: int) -> list[int]:
+    import psutil
+
+    return [
+        p.pid
+        for p in psutil.process_iter(["ppid", "cmdline"])
+        if p.info["ppid"] in (parent_pid, 1) and f"doomed-{os.getpid()}" in " ".join(p.info["cmdline"] or [])
+    ]
+
+
+def test_a_terminated_database_connection_mid_batch_loses_and_doubles_nothing(worker):
+    with psycopg.connect(worker_database_url(), autocommit=True) as admin:
+        with psycopg.connect(worker_database_url()) as blocker:
+            blocker.execute(BLOCK_ENTRIES)
+            accounts = _open(4)
+            pids = wait_for(_lock_waiters, what="a runner to block mid-batch")
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+            blocker.rollback()
+    wait_for(lambda: _equals_fold(accounts), timeout=30, what="the runner to recover")
