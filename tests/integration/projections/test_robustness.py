@@ -181,12 +181,14 @@ def _orphans(parent_pid: int) -> list[int]:
 
 
 def test_a_terminated_database_connection_mid_batch_loses_and_doubles_nothing(worker):
-    with psycopg.connect(worker_database_url(), autocommit=True) as admin:
-        with psycopg.connect(worker_database_url()) as blocker:
-            blocker.execute(BLOCK_ENTRIES)
-            accounts = _open(4)
-            pids = wait_for(_lock_waiters, what="a runner to block mid-batch")
-            for pid in pids:
-                admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-            blocker.rollback()
+    with (
+        psycopg.connect(worker_database_url(), autocommit=True) as admin,
+        psycopg.connect(worker_database_url()) as blocker,
+    ):
+        blocker.execute(BLOCK_ENTRIES)
+        accounts = _open(4)
+        pids = wait_for(_lock_waiters, what="a runner to block mid-batch")
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        blocker.rollback()
     wait_for(lambda: _equals_fold(accounts), timeout=30, what="the runner to recover")
