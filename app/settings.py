@@ -120,6 +120,8 @@ else:
     EVENTFOLD_MASTER_KEY = os.environ.get("EVENTFOLD_MASTER_KEY") or embedded.secret_file("master_key")
 
 CONSISTENCY_TIMEOUT_S = float(os.environ.get("CONSISTENCY_TIMEOUT_S", "5"))  # ?consistent_with= waits at most this
+BACKPRESSURE_MAX_LAG = int(os.environ.get("BACKPRESSURE_MAX_LAG", "50000"))  # events not yet projected
+BACKPRESSURE_RETRY_AFTER_S = 5
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(64 * 1024)))
 
 EVENTSTORE = {

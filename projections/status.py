@@ -48,6 +48,16 @@ def wait_applied(names: list[str], position: int, timeout: float = 5.0, poll: fl
         time.sleep(poll)
 
 
+OLDEST_UNAPPLIED = """
+SELECT c.projection, min(o.recorded_at) FROM projections_checkpoint c
+CROSS JOIN LATERAL (
+    SELECT e.recorded_at FROM eventstore_event e
+    WHERE e.bucket = c.bucket AND (e.tx_id, e.global_position) > (c.tx_id::text::xid8, c.position)
+    ORDER BY e.tx_id, e.global_position LIMIT 1
+) AS o
+WHERE c.projection = ANY(%s) GROUP BY c.projection
+"""
+
 LAG = """
 SELECT c.projection, count(e.*) FROM projections_checkpoint c
 JOIN eventstore_event e ON e.bucket = c.bucket AND (e.tx_id, e.global_position) > (c.tx_id::text::xid8, c.position)
@@ -63,9 +73,12 @@ def overview() -> list[dict[str, Any]]:
     with connection.cursor() as cur:
         cur.execute(LAG, [names])
         lag = dict(cur.fetchall())
+        cur.execute(OLDEST_UNAPPLIED, [names])
+        oldest = dict(cur.fetchall())
         cur.execute("SELECT coalesce(max(global_position), 0) FROM eventstore_event")
         head = cur.fetchone()[0]
     states = {s.name: s for s in ProjectionState.objects.filter(name__in=names)}
+    now = timezone.now()
     out = []
     for name in names:
         rows = list(CheckpointRow.objects.filter(projection=name).order_by("bucket"))
@@ -86,6 +99,7 @@ def overview() -> list[dict[str, Any]]:
             "position": min((r.position for r in rows), default=0),
             "head": head,
             "lag": lag.get(name, 0),
+            "lag_seconds": round((now - oldest[name]).total_seconds(), 3) if name in oldest else 0.0,
             "buckets": [{"bucket": r.bucket, "position": r.position, "failed": r.failed} for r in rows],
         }
         if failed:
@@ -150,3 +164,11 @@ def reset(name: str, to_position: int) -> None:
         if Checkpoint(row.tx_id, row.position) > before:
             row.tx_id, row.position, row.updated_at = before.tx_id, before.position, timezone.now()
             row.save(update_fields=["tx_id", "position", "updated_at"])
+
+
+def max_lag() -> int:
+    """The largest number of events any projection has not applied yet."""
+    names = [p.name for p in projections.all()]
+    with connection.cursor() as cur:
+        cur.execute(LAG, [names])
+        return max((n for _, n in cur.fetchall()), default=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from projections import runner, wakeups
+from projections import backpressure, runner, status, wakeups
 from projections.base import projections
 
 REQUEUE_COUNTDOWN_S = 0.2
@@ -31,4 +31,5 @@ def tick() -> list[int]:
     lagging = runner.lagging_buckets()
     for bucket in lagging:
         wakeups.wake(bucket)
+    backpressure.publish(status.max_lag() if lagging else 0)
     return lagging

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Body, Router, Schema
 from pydantic import ConfigDict, Field, StringConstraints
@@ -23,6 +24,7 @@ from app.core.models import Role
 from app.ledger import handlers
 from app.ledger.domain.events import MAX_AMOUNT
 from app.ledger.handlers import CommandContext, CommandResult
+from projections import backpressure
 
 router = Router(tags=["commands"])
 
@@ -80,6 +82,13 @@ def _execute(
     call: Callable[[CommandContext], CommandResult],
     shape: Callable[[CommandResult], dict[str, Any]],
 ) -> tuple[int, dict[str, Any]]:
+    if backpressure.too_far_behind():
+        raise ApiError(
+            503,
+            "backpressure",
+            f"the read models are more than {settings.BACKPRESSURE_MAX_LAG} events behind: retry shortly",
+            headers={"Retry_After": str(settings.BACKPRESSURE_RETRY_AFTER_S)},
+        )
     command_id = idempotency.command_id(caller.user.pk, key, print_) if key is not None else uuid4()
     ctx = CommandContext(
         actor=caller.user.get_username(), command_id=command_id, expected_version=if_match, request_id=request_id
