@@ -50,6 +50,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# The REST API's own chain (see app/asgi.py): bearer tokens, no cookies, async-native only.
+API_MIDDLEWARE = ["app.api.middleware.ApiBodyMiddleware"]
+
 ROOT_URLCONF = "app.urls"
 ASGI_APPLICATION = "app.asgi.application"
 TEMPLATES = [

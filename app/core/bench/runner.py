@@ -18,7 +18,7 @@ THROUGHPUT: dict[str, Callable[[list[str], float], dict[str, tuple[int, float]]]
     "W4": store_workloads.w4,
 }
 TARGETS = {"W1": 0.85, "W2": 0.85, "W3": 0.85, "W4": 1.2}
-ALL = [*THROUGHPUT, "W5"]
+ALL = [*THROUGHPUT, "W5", "P2", "P3"]
 
 
 def run(workloads: list[str], scale: float, log: Callable[[str], None]) -> dict[str, Any]:
@@ -29,6 +29,8 @@ def run(workloads: list[str], scale: float, log: Callable[[str], None]) -> dict[
                 report[wid] = _throughput(wid, THROUGHPUT[wid], scale, log)
             elif wid == "W5":
                 report[wid] = _gaps(scale, log)
+            elif wid in ("P2", "P3"):
+                _application(wid, report, scale, log)
             else:
                 raise ValueError(f"unknown workload {wid}; known: {', '.join(ALL)}")
     finally:
@@ -79,3 +81,26 @@ def _gaps(scale: float, log: Callable) -> dict:
         "reference_missed": missed["raw"],
         "reference_events": written["raw"],
     }
+
+
+def _application(wid: str, report: dict[str, Any], scale: float, log: Callable) -> None:
+    from app.core.bench import app_workloads
+
+    if "P2" not in report:
+        result = app_workloads.p2(scale)
+        reference = report.get("W1", {}).get("reference_eps")
+        if reference:
+            result["reference_eps"], result["ratio"] = reference, round(result["eps"] / reference, 3)
+        report["P2"] = result
+        log(
+            f"P2: {result['eps']:,.0f} commands/s over HTTP, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
+            + (f", {result['ratio']:.2f}x W1's raw reference" if reference else "")
+        )
+    if wid == "P3":
+        result = app_workloads.p3(scale, report["P2"]["eps"])
+        report["P3"] = result
+        verdict = "meets" if result["p99_ms"] < 150 else "MISSES"
+        log(
+            f"P3: command response to read model p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
+            f"at {result['load_cps']} commands/s ({verdict} p99 < 150 ms)"
+        )

@@ -1,0 +1,257 @@
+"""P2 and P3 of BENCHMARKS.md: the whole stack (ASGI server, Celery worker and beat) started
+here against a scratch schema of the configured database.
+
+P2: 4 HTTP clients send deposits through the REST API as fast as they can.
+P3: while 4 clients send at half P2's throughput, a probe measures the time from a command's
+response to its effect being visible in the account read model.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import psycopg
+from django.conf import settings
+
+SCHEMA = "eventfold_bench_app"
+BASE = Path(settings.BASE_DIR)
+
+
+def _database_url() -> str:
+    s = settings.DATABASES["default"]
+    auth = quote(s.get("USER") or "postgres") + (f":{quote(s['PASSWORD'])}" if s.get("PASSWORD") else "")
+    host = quote(s.get("HOST") or "", safe="")
+    port = f":{s['PORT']}" if s.get("PORT") else ""
+    options = urlencode({"options": f"-c search_path={SCHEMA}"})
+    return f"postgresql://{auth}@{host}{port}/{s['NAME']}?{options}"
+
+
+def _libpq(url_options: bool = True) -> str:
+    s = settings.DATABASES["default"]
+    parts = {
+        "dbname": s["NAME"],
+        "user": s.get("USER"),
+        "password": s.get("PASSWORD"),
+        "host": s.get("HOST"),
+        "port": s.get("PORT"),
+        "options": f"-c search_path={SCHEMA}" if url_options else None,
+    }
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in parts.items() if v})
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def stack() -> Iterator[dict[str, Any]]:
+    """A fresh schema, migrated; an ASGI server, a worker with beat; an operator token."""
+    with psycopg.connect(_libpq(False), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+    env = dict(
+        os.environ, DATABASE_URL=_database_url(), EVENTFOLD_QUEUE_PREFIX="bench.", DJANGO_SETTINGS_MODULE="app.settings"
+    )
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "--noinput", "-v0"], env=env, cwd=BASE, check=True)
+    token = subprocess.run(
+        [python, "manage.py", "create_token", "bench-operator", "--role", "operator"],
+        env=env,
+        cwd=BASE,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    port = _free_port()
+    queues = "bench.celery,bench.projections,bench.rebuilds"
+    procs = [
+        subprocess.Popen(
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "app.asgi:application",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=BASE,
+        ),
+        subprocess.Popen(
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "app",
+                "worker",
+                "-B",
+                "-Q",
+                queues,
+                "-c",
+                "2",
+                "--loglevel",
+                "WARNING",
+                "-s",
+                f"/tmp/eventfold-bench-beat-{port}",
+            ],
+            env=env,
+            cwd=BASE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _request(http.client.HTTPConnection("127.0.0.1", port, timeout=5), "GET", "/healthz", None, token)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield {"port": port, "token": token}
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        with psycopg.connect(_libpq(False), autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+
+
+def _request(conn: http.client.HTTPConnection, method: str, path: str, body: Any, token: str) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, data, headers)
+    response = conn.getresponse()
+    payload = response.read()
+    return response.status, json.loads(payload) if payload else None
+
+
+def _open_accounts(env: dict[str, Any], n: int) -> list[str]:
+    conn = http.client.HTTPConnection("127.0.0.1", env["port"], timeout=30)
+    ids = []
+    for i in range(n):
+        status, body = _request(conn, "POST", "/api/accounts", {"owner": f"Bench {i}", "currency": "EUR"}, env["token"])
+        assert status == 201, body
+        ids.append(body["account_id"])
+    return ids
+
+
+def _clients(env: dict[str, Any], accounts: list[str], per_client: int, rate: float | None) -> dict[str, Any]:
+    """4 keep-alive clients sending deposits; `rate` caps each client's commands per second."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    errors = [0]
+
+    def client(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", env["port"], timeout=30)
+        mine = []
+        start = time.perf_counter()
+        for i in range(per_client):
+            if rate:
+                wait = start + i / rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+            account = accounts[(n * per_client + i) % len(accounts)]
+            t0 = time.perf_counter()
+            status, _ = _request(conn, "POST", f"/api/accounts/{account}/deposits", {"amount": 1}, env["token"])
+            mine.append(time.perf_counter() - t0)
+            if status != 200:
+                errors[0] += 1
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    latencies.sort()
+    return {
+        "cps": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
+        "errors": errors[0],
+    }
+
+
+def p2(scale: float) -> dict[str, Any]:
+    with stack() as env:
+        accounts = _open_accounts(env, 40)
+        _clients(env, accounts, max(10, int(200 * scale)), None)  # warm-up
+        runs = [_clients(env, accounts, max(20, int(2000 * scale)), None) for _ in range(3)]
+    best = sorted(runs, key=lambda r: r["cps"])[1]
+    return {
+        "eps": round(best["cps"], 1),
+        "runs": [round(r["cps"], 1) for r in runs],
+        "p50_ms": round(best["p50_ms"], 2),
+        "p99_ms": round(best["p99_ms"], 2),
+        "errors": sum(r["errors"] for r in runs),
+    }
+
+
+def p3(scale: float, p2_cps: float) -> dict[str, Any]:
+    with stack() as env:
+        accounts = _open_accounts(env, 40)
+        probe_account = _open_accounts(env, 1)[0]
+        per_client = max(20, int(1000 * scale))
+        rate = p2_cps / 2 / 4
+        background = threading.Thread(target=_clients, args=(env, accounts, per_client, rate))
+        background.start()
+        freshness: list[float] = []
+        conn = http.client.HTTPConnection("127.0.0.1", env["port"], timeout=30)
+        with psycopg.connect(_libpq(), autocommit=True) as db:
+            while background.is_alive() and len(freshness) < max(20, int(300 * scale)):
+                status, body = _request(
+                    conn, "POST", f"/api/accounts/{probe_account}/deposits", {"amount": 1}, env["token"]
+                )
+                answered = time.perf_counter()
+                assert status == 200, body
+                while True:
+                    row = db.execute(
+                        "SELECT version FROM ledger_account WHERE account_id = %s", [probe_account]
+                    ).fetchone()
+                    if row and row[0] >= body["version"]:
+                        break
+                    if time.perf_counter() - answered > 10:
+                        raise RuntimeError("a deposit did not reach the read model within 10 s")
+                    time.sleep(0.001)
+                freshness.append(time.perf_counter() - answered)
+                time.sleep(0.02)
+        background.join()
+    freshness.sort()
+    return {
+        "p50_ms": round(1000 * statistics.median(freshness), 2),
+        "p99_ms": round(1000 * freshness[max(0, int(len(freshness) * 0.99) - 1)], 2),
+        "samples": len(freshness),
+        "load_cps": round(p2_cps / 2, 1),
+    }
