@@ -99,7 +99,8 @@ def apply_batch(projection: Projection, bucket: int, batch_size: int = BATCH_SIZ
         if error:
             _park(cur, projection.name, bucket, page.events[applied], error)
             return "failed"
-    return "applied"
+    # a short page was the rest of the bucket: no second round trip to find nothing
+    return "applied" if len(page.events) == batch_size else "drained"
 
 
 def _apply(projection: Projection, events: list[RecordedEvent], skipped: set, cur) -> tuple[int, str]:  # type: ignore[no-untyped-def]
