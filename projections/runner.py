@@ -103,6 +103,82 @@ def apply_batch(projection: Projection, bucket: int, batch_size: int = BATCH_SIZ
     return "applied" if len(page.events) == batch_size else "drained"
 
 
+def catch_up_together(bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> dict[str, Outcome]:
+    """Every projection's bucket, reading each batch of events once for all of them."""
+    names = [p.name for p in projections.all()]
+    outcomes: dict[str, Outcome] = {}
+    for _ in range(max_batches):
+        for p in projections.all():
+            ensure_checkpoints(p)
+        step = apply_batch_together([projections.get(n) for n in names], bucket)
+        outcomes.update(step)
+        names = [n for n, o in step.items() if o == "applied"]
+        if not names:
+            return outcomes
+    outcomes.update(dict.fromkeys(names, "more"))
+    return outcomes
+
+
+def apply_batch_together(group: list[Projection], bucket: int, batch_size: int = BATCH_SIZE) -> dict[str, Outcome]:
+    """One transaction and one read of the bucket for several projections: each is locked,
+    applied from its own checkpoint, and checkpointed (or parked) on its own."""
+    store = EventStore()
+    outcomes: dict[str, Outcome] = {}
+    with transaction.atomic(), connection.cursor() as cur:
+        active: dict[str, Checkpoint] = {}
+        for projection in group:
+            cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [lock_key(projection.name), bucket])
+            if not cur.fetchone()[0]:
+                outcomes[projection.name] = "busy"
+                continue
+            cur.execute(
+                "SELECT c.tx_id, c.position, c.failed, s.paused FROM projections_checkpoint c "
+                "JOIN projections_projectionstate s ON s.name = c.projection "
+                "WHERE c.projection = %s AND c.bucket = %s",
+                [projection.name, bucket],
+            )
+            row = cur.fetchone()
+            if row is None:
+                _ensured.discard((connection.settings_dict["NAME"], projection.name))
+                outcomes[projection.name] = "applied"  # try again once the rows exist
+            elif row[2]:
+                outcomes[projection.name] = "failed"
+            elif row[3]:
+                outcomes[projection.name] = "paused"
+            else:
+                active[projection.name] = Checkpoint(row[0], row[1])
+        if not active:
+            return outcomes
+        start = min(active.values())
+        page = store.read_all(start, limit=batch_size, bucket=bucket)
+        skipped = (
+            set(
+                Skip.objects.filter(
+                    projection__in=list(active), event_id__in=[e.event_id for e in page.events]
+                ).values_list("projection", "event_id")
+            )
+            if page.events
+            else set()
+        )
+        full = len(page.events) == batch_size
+        for name, checkpoint in active.items():
+            projection = projections.get(name)
+            events = [e for e in page.events if e.checkpoint > checkpoint]
+            if not events:
+                outcomes[name] = "applied" if full else "drained"
+                continue
+            mine = {eid for (pname, eid) in skipped if pname == name}
+            applied, error = _apply(projection, events, mine, cur)
+            if applied:
+                _move(cur, name, bucket, checkpoint, events[applied - 1].checkpoint)
+            if error:
+                _park(cur, name, bucket, events[applied], error)
+                outcomes[name] = "failed"
+            else:
+                outcomes[name] = "applied" if full else "drained"
+    return outcomes
+
+
 def _apply(projection: Projection, events: list[RecordedEvent], skipped: set, cur) -> tuple[int, str]:  # type: ignore[no-untyped-def]
     """Apply in a savepoint; on a failure, redo the events before it.
     Returns how many were applied and, when one failed, its traceback."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from celery import shared_task
 
 from projections import backpressure, runner, status, wakeups
-from projections.base import projections
 
 REQUEUE_COUNTDOWN_S = 0.2
 
@@ -15,7 +14,7 @@ def catch_up_bucket(bucket: int) -> dict[str, str]:
     """Bring every projection's bucket up to date; re-queue while there is more."""
     wakeups.clear(bucket)
     while True:
-        outcomes = {p.name: runner.catch_up(p.name, bucket) for p in projections.all()}
+        outcomes = runner.catch_up_together(bucket)
         if "busy" in outcomes.values():
             wakeups.mark_dirty(bucket)  # the holder looks again before it leaves
         if "busy" in outcomes.values() or not wakeups.take_dirty(bucket):
