@@ -52,64 +52,20 @@ def ensure_checkpoints(projection: Projection, *, force: bool = False) -> None:
 
 
 def catch_up(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcome:
-    """Apply batches until the bucket is drained (or busy, paused, failed, or the budget is spent)."""
-    projection = projections.get(name)
-    for _ in range(max_batches):
-        ensure_checkpoints(projection)
-        outcome = apply_batch(projection, bucket)
-        if outcome != "applied":
-            return outcome
-    return "more"
+    """Apply batches of one projection until the bucket is drained (or busy, paused, failed, or
+    the budget is spent)."""
+    return catch_up_together(bucket, names=[name], max_batches=max_batches)[name]
 
 
-def apply_batch(projection: Projection, bucket: int, batch_size: int = BATCH_SIZE) -> Outcome:
-    store = EventStore()
-    with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [lock_key(projection.name), bucket])
-        if not cur.fetchone()[0]:
-            return "busy"
-        cur.execute(
-            "SELECT c.tx_id, c.position, c.failed, s.paused FROM projections_checkpoint c "
-            "JOIN projections_projectionstate s ON s.name = c.projection "
-            "WHERE c.projection = %s AND c.bucket = %s",
-            [projection.name, bucket],
-        )
-        row = cur.fetchone()
-        if row is None:  # the rows were removed (a test flush, a manual repair): make them again
-            _ensured.discard((connection.settings_dict["NAME"], projection.name))
-            return "more"
-        tx_id, position, failed, paused = row
-        if failed:
-            return "failed"
-        if paused:
-            return "paused"
-        start = Checkpoint(tx_id, position)
-        # every event of the bucket, handled or not, so the checkpoint always reaches the bucket's end
-        page = store.read_all(start, limit=batch_size, bucket=bucket)
-        if not page.events:
-            return "drained"
-        skipped = set(
-            Skip.objects.filter(projection=projection.name, event_id__in=[e.event_id for e in page.events]).values_list(
-                "event_id", flat=True
-            )
-        )
-        applied, error = _apply(projection, page.events, skipped, cur)
-        if applied:
-            _move(cur, projection.name, bucket, start, page.events[applied - 1].checkpoint)
-        if error:
-            _park(cur, projection.name, bucket, page.events[applied], error)
-            return "failed"
-    # a short page was the rest of the bucket: no second round trip to find nothing
-    return "applied" if len(page.events) == batch_size else "drained"
-
-
-def catch_up_together(bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> dict[str, Outcome]:
-    """Every projection's bucket, reading each batch of events once for all of them."""
-    names = [p.name for p in projections.all()]
+def catch_up_together(
+    bucket: int, *, names: list[str] | None = None, max_batches: int = BATCHES_PER_RUN
+) -> dict[str, Outcome]:
+    """The bucket of every projection (or of those named), each batch of events read once for all."""
+    names = [p.name for p in projections.all()] if names is None else names
     outcomes: dict[str, Outcome] = {}
     for _ in range(max_batches):
-        for p in projections.all():
-            ensure_checkpoints(p)
+        for name in names:
+            ensure_checkpoints(projections.get(name))
         step = apply_batch_together([projections.get(n) for n in names], bucket)
         outcomes.update(step)
         names = [n for n, o in step.items() if o == "applied"]
