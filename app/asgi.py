@@ -30,6 +30,11 @@ class ApiHandler(ASGIHandler):
 
 api_application = ApiHandler()
 
+if settings.DEBUG:  # development: static files straight from the apps (production: collectstatic)
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    django_application = ASGIStaticFilesHandler(django_application)
+
 
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]
     if scope["type"] == "http" and scope["path"].startswith("/api/"):

@@ -251,3 +251,9 @@ def test_503_backpressure_when_projections_are_too_far_behind(operator, settings
     finally:
         backpressure.publish(0)
     assert operator.post(f"/api/accounts/{account}/deposits", {"amount": 5}).status_code == 200
+
+
+def test_the_docs_page_uses_local_assets(anonymous):
+    page = anonymous.client.get("/api/docs")
+    assert page.status_code == 200
+    assert b"cdn." not in page.content and b"/static/ninja/swagger-ui" in page.content
