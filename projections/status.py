@@ -58,11 +58,19 @@ CROSS JOIN LATERAL (
 WHERE c.projection = ANY(%s) GROUP BY c.projection
 """
 
-LAG = """
-SELECT c.projection, count(e.*) FROM projections_checkpoint c
+BUCKET_LAG = """
+SELECT c.projection, c.bucket, count(e.*) FROM projections_checkpoint c
 JOIN eventstore_event e ON e.bucket = c.bucket AND (e.tx_id, e.global_position) > (c.tx_id::text::xid8, c.position)
-WHERE c.projection = ANY(%s) GROUP BY c.projection
+WHERE c.projection = ANY(%s) GROUP BY c.projection, c.bucket
 """
+LAG = (
+    """
+SELECT projection, sum(n)::bigint FROM ("""
+    + BUCKET_LAG.replace("count(e.*)", "count(e.*) AS n")
+    + """) per_bucket
+GROUP BY projection
+"""
+)
 
 
 def overview() -> list[dict[str, Any]]:
@@ -71,8 +79,11 @@ def overview() -> list[dict[str, Any]]:
     for p in projections.all():
         ensure_checkpoints(p, force=p.name not in present)
     with connection.cursor() as cur:
-        cur.execute(LAG, [names])
-        lag = dict(cur.fetchall())
+        cur.execute(BUCKET_LAG, [names])
+        bucket_lag = {(name, bucket): n for name, bucket, n in cur.fetchall()}
+        lag: dict[str, int] = {}
+        for (name, _), n in bucket_lag.items():
+            lag[name] = lag.get(name, 0) + n
         cur.execute(OLDEST_UNAPPLIED, [names])
         oldest = dict(cur.fetchall())
         cur.execute("SELECT coalesce(max(global_position), 0) FROM eventstore_event")
@@ -100,7 +111,15 @@ def overview() -> list[dict[str, Any]]:
             "head": head,
             "lag": lag.get(name, 0),
             "lag_seconds": round((now - oldest[name]).total_seconds(), 3) if name in oldest else 0.0,
-            "buckets": [{"bucket": r.bucket, "position": r.position, "failed": r.failed} for r in rows],
+            "buckets": [
+                {
+                    "bucket": r.bucket,
+                    "position": r.position,
+                    "lag": bucket_lag.get((name, r.bucket), 0),
+                    "failed": r.failed,
+                }
+                for r in rows
+            ],
         }
         if failed:
             first = failed[0]

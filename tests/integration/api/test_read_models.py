@@ -84,6 +84,7 @@ def test_the_safety_net_measures_the_lag_it_publishes(operator, viewer):
     listed = viewer.get("/api/projections").json()
     summary = next(p for p in listed if p["name"] == "account_summary")
     assert summary["lag"] >= 1 and summary["lag_seconds"] >= 0 and summary["status"] == "catching_up"
+    assert sum(b["lag"] for b in summary["buckets"]) == summary["lag"]
     catch_up_all()
     tick()
     assert backpressure.current_lag() == 0
