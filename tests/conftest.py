@@ -1,3 +1,9 @@
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from django.db import connections
 
@@ -39,22 +45,17 @@ def worker_database_url() -> str:
     return f"postgresql://{auth}@{host}{port}/{s['NAME']}"
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real Celery worker process (with its beat), pointed at the test database."""
-    import os
-    import subprocess
-    import sys
-    import time
-
+def start_worker(name: str, log: Path | None = None, *, beat_schedule: Path | None = None) -> subprocess.Popen:
+    """A real Celery worker process named `name` on the test queues, pointed at the test database
+    (its connections carry `name` as application_name); with a beat when given a schedule file."""
     from django.conf import settings
 
     from app.celery import app as celery_app
 
-    env = dict(os.environ, DATABASE_URL=worker_database_url(), EVENTFOLD_QUEUE_PREFIX=settings.QUEUE_PREFIX)
+    env = dict(
+        os.environ, DATABASE_URL=worker_database_url(), EVENTFOLD_QUEUE_PREFIX=settings.QUEUE_PREFIX, PGAPPNAME=name
+    )
     env.pop("TEST_DATABASE_NAME", None)
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    schedule = log.parent / "beat-schedule"
     cmd = [
         sys.executable,
         "-m",
@@ -62,9 +63,6 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
         "-A",
         "app",
         "worker",
-        "-B",
-        "-s",
-        str(schedule),
         "-Q",
         ",".join(settings.QUEUES.values()),
         "-c",
@@ -72,14 +70,25 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
         "--loglevel",
         "INFO",
         "-n",
-        f"test-{os.getpid()}@%h",
+        f"{name}@%h",
     ]
-    with open(log, "wb") as out:
+    if beat_schedule is not None:
+        cmd += ["-B", "-s", str(beat_schedule)]
+    with open(log or os.devnull, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
-    while not celery_app.control.ping(destination=[f"test-{os.getpid()}@{os.uname().nodename}"], timeout=0.5):
+    while not celery_app.control.ping(destination=[f"{name}@{os.uname().nodename}"], timeout=0.5):
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the test worker did not start: {log.read_text()[-3000:]}")
+            tail = log.read_text()[-3000:] if log else ""
+            raise RuntimeError(f"worker {name} did not start: {tail}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker process (with its beat), pointed at the test database."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc = start_worker(f"test-{os.getpid()}", log, beat_schedule=log.parent / "beat-schedule")
     yield proc
     proc.terminate()
     try:
@@ -89,8 +98,6 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
 
 
 def wait_for(check, timeout: float = 15.0, what: str = "the condition"):
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         result = check()

@@ -152,28 +152,24 @@ async def open_account(request: HttpRequest, payload: OpenAccountIn) -> HttpResp
     )
 
 
-@router.post("/accounts/{account_id}/deposits", response=_responses(200, AccountCommandOut), summary="Deposit")
-async def deposit(request: HttpRequest, account_id: UUID, payload: MoneyIn) -> HttpResponse:
-    return await command(
-        request,
-        200,
-        lambda ctx: handlers.account_deposit(
-            account_id=account_id, amount=payload.amount, reference=payload.reference, ctx=ctx
-        ),
-        _account,
+def _money_endpoint(path: str, handler: Callable[..., CommandResult], summary: str) -> None:
+    @router.post(
+        f"/accounts/{{account_id}}/{path}",
+        response=_responses(200, AccountCommandOut),
+        summary=summary,
+        operation_id=f"account_{path}",
     )
+    async def endpoint(request: HttpRequest, account_id: UUID, payload: MoneyIn) -> HttpResponse:
+        return await command(
+            request,
+            200,
+            lambda ctx: handler(account_id=account_id, amount=payload.amount, reference=payload.reference, ctx=ctx),
+            _account,
+        )
 
 
-@router.post("/accounts/{account_id}/withdrawals", response=_responses(200, AccountCommandOut), summary="Withdraw")
-async def withdraw(request: HttpRequest, account_id: UUID, payload: MoneyIn) -> HttpResponse:
-    return await command(
-        request,
-        200,
-        lambda ctx: handlers.account_withdraw(
-            account_id=account_id, amount=payload.amount, reference=payload.reference, ctx=ctx
-        ),
-        _account,
-    )
+_money_endpoint("deposits", handlers.account_deposit, "Deposit")
+_money_endpoint("withdrawals", handlers.account_withdraw, "Withdraw (not below the overdraft limit, not when frozen)")
 
 
 def _reason_endpoint(verb: str, handler: Callable[..., CommandResult], summary: str) -> None:

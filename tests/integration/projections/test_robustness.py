@@ -2,8 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from uuid import uuid4
@@ -22,7 +20,7 @@ from eventstore.records import bucket_of
 from eventstore.store import EventStore
 from projections import runner
 from projections.tasks import catch_up_bucket
-from tests.conftest import wait_for, worker_database_url
+from tests.conftest import start_worker, wait_for, worker_database_url
 
 
 def ctx() -> CommandContext:
@@ -85,38 +83,8 @@ def test_an_open_write_transaction_delays_then_everything_arrives(worker):
     wait_for(lambda: _equals_fold(accounts), what="the events held back to arrive")
 
 
-def _worker(name: str) -> subprocess.Popen:
-    env = dict(
-        os.environ, DATABASE_URL=worker_database_url(), EVENTFOLD_QUEUE_PREFIX=settings.QUEUE_PREFIX, PGAPPNAME=name
-    )
-    env.pop("TEST_DATABASE_NAME", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "app",
-        "worker",
-        "-Q",
-        ",".join(settings.QUEUES.values()),
-        "-c",
-        "2",
-        "--loglevel",
-        "WARNING",
-        "-n",
-        f"{name}@%h",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(
-        lambda: celery_app.control.ping(destination=[f"{name}@{os.uname().nodename}"], timeout=0.5),
-        timeout=60,
-        what=f"worker {name}",
-    )
-    return proc
-
-
 def test_two_workers_share_the_buckets(worker):
-    second = _worker(f"second-{os.getpid()}")
+    second = start_worker(f"second-{os.getpid()}")
     try:
         accounts = _open(12)
         for account in accounts:
@@ -150,7 +118,7 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(worker):
     for queue in settings.QUEUES.values():
         celery_app.control.cancel_consumer(queue, destination=[session_worker], reply=True)
     doomed_name = f"doomed-{os.getpid()}"
-    doomed = _worker(doomed_name)
+    doomed = start_worker(doomed_name)
     try:
         with psycopg.connect(worker_database_url()) as blocker:
             blocker.execute(BLOCK_ENTRIES)
