@@ -56,7 +56,7 @@ from eventstore.records import (
     RecordedEvent,
     bucket_of,
 )
-from eventstore.registry import EventRegistry
+from eventstore.registry import EventRegistry, EventType
 from eventstore.registry import registry as default_registry
 
 ANY_VERSION_RETRIES = 5
@@ -289,11 +289,12 @@ class EventStore:
             expected = expected_version
         else:
             raise ValueError(f"expected_version must be ANY, NO_STREAM or a version >= 0, not {expected_version!r}")
+        entries = [self.registry.of(e.payload) for e in batch]  # one registry lookup per event
         personal = self.registry.personal_types
-        if personal and any(self.registry.of(e.payload).name in personal for e in batch):
-            result = self._append_personal(stream_id, category, batch, expected_version, expected)
+        if personal and any(entry.name in personal for entry in entries):
+            result = self._append_personal(stream_id, category, batch, entries, expected_version, expected)
         else:
-            result = self._append(stream_id, category, batch, expected_version, expected, {})
+            result = self._append(stream_id, category, batch, entries, expected_version, expected, {})
         for hook in after_append:
             hook(self.using, result)
         return result
@@ -303,12 +304,13 @@ class EventStore:
         stream_id: UUID,
         category: str,
         batch: list[NewEvent],
+        entries: list[EventType],
         expected_version: ExpectedVersion,
         expected: int | None,
         sealed: dict[int, bytes],
     ) -> AppendResult:
         statement = append_statement(expected is not None, min(len(batch), VALUES_LIMIT + 1))
-        values = self._values(stream_id, category, batch, expected, sealed)
+        values = self._values(stream_id, category, batch, entries, expected, sealed)
 
         attempts = ANY_VERSION_RETRIES if expected is None else 1
         for attempt in range(attempts):
@@ -332,6 +334,7 @@ class EventStore:
         stream_id: UUID,
         category: str,
         batch: list[NewEvent],
+        entries: list[EventType],
         expected_version: ExpectedVersion,
         expected: int | None,
     ) -> AppendResult:
@@ -346,8 +349,8 @@ class EventStore:
         assert key is not None
         batch = [e if e.event_id is not None else e._replace(event_id=uuid4()) for e in batch]
         sealed = {}
-        for i, event in enumerate(batch):
-            fields = self.registry.personal_types.get(self.registry.of(event.payload).name)
+        for i, (event, entry) in enumerate(zip(batch, entries, strict=True)):
+            fields = entry.personal_data
             if fields:
                 data = event.payload.model_dump(mode="json")
                 for name in fields:
@@ -355,7 +358,7 @@ class EventStore:
                         data[name] = personal_data.encrypt(key, event.event_id, name, data[name])  # type: ignore[arg-type]
                 sealed[i] = orjson.dumps(data)
         with transaction.atomic(using=self.using):
-            result = self._append(stream_id, category, batch, expected_version, expected, sealed)
+            result = self._append(stream_id, category, batch, entries, expected_version, expected, sealed)
             if new_key is not None and not keys.store(stream_id, new_key):
                 # another transaction gave this subject a key first: ours must not be committed
                 raise ConcurrencyError(stream_id, expected_version, self.stream_version(stream_id))
@@ -366,11 +369,11 @@ class EventStore:
         stream_id: UUID,
         category: str,
         batch: Sequence[NewEvent],
+        entries: list[EventType],
         expected: int | None,
         sealed: dict[int, bytes],
     ) -> list[bytes | None]:
         """The parameters `append_statement` documents, in libpq's text format."""
-        of = self.registry.of
         values: list[bytes | None] = [
             str(stream_id).encode(),
             category.encode(),
@@ -378,8 +381,7 @@ class EventStore:
             None if expected is None else b"%d" % expected,
         ]
         if len(batch) <= VALUES_LIMIT:
-            for i, event in enumerate(batch):
-                entry = of(event.payload)
+            for i, (event, entry) in enumerate(zip(batch, entries, strict=True)):
                 values += [
                     None if event.event_id is None else str(event.event_id).encode(),
                     entry.name.encode(),
@@ -389,8 +391,7 @@ class EventStore:
                 ]
             return values
         rows = []
-        for i, event in enumerate(batch):
-            entry = of(event.payload)
+        for i, (event, entry) in enumerate(zip(batch, entries, strict=True)):
             data = orjson.Fragment(sealed.get(i) or event.payload.__pydantic_serializer__.to_json(event.payload))
             rows.append((event.event_id, entry.name, entry.version, data, event.metadata or EMPTY))
         values.append(orjson.dumps(rows))

@@ -63,14 +63,6 @@ SELECT c.projection, c.bucket, count(e.*) FROM projections_checkpoint c
 JOIN eventstore_event e ON e.bucket = c.bucket AND (e.tx_id, e.global_position) > (c.tx_id::text::xid8, c.position)
 WHERE c.projection = ANY(%s) GROUP BY c.projection, c.bucket
 """
-LAG = (
-    """
-SELECT projection, sum(n)::bigint FROM ("""
-    + BUCKET_LAG.replace("count(e.*)", "count(e.*) AS n")
-    + """) per_bucket
-GROUP BY projection
-"""
-)
 
 
 def overview() -> list[dict[str, Any]]:
@@ -189,5 +181,8 @@ def max_lag() -> int:
     """The largest number of events any projection has not applied yet."""
     names = [p.name for p in projections.all()]
     with connection.cursor() as cur:
-        cur.execute(LAG, [names])
-        return max((n for _, n in cur.fetchall()), default=0)
+        cur.execute(BUCKET_LAG, [names])
+        totals: dict[str, int] = {}
+        for name, _, n in cur.fetchall():
+            totals[name] = totals.get(name, 0) + n
+    return max(totals.values(), default=0)

@@ -97,7 +97,14 @@ def conninfo() -> str:
 
 
 def use_schema_in_django() -> None:
-    """Point Django's default connection (and so the event store) at the scratch schema."""
+    """Point Django's default connection (and so the event store) at the scratch schema.
+
+    Also detach the append hooks: the scratch log has no projections to wake, and a wake-up
+    would name a bucket of the real database. The W workloads measure the event store alone.
+    """
+    from eventstore.store import after_append
+
+    after_append.clear()
     conn = connections["default"]
     conn.close()
     conn.settings_dict.setdefault("OPTIONS", {})["options"] = f"-c search_path={SCHEMA},public"
