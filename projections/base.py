@@ -33,7 +33,7 @@ def handles(*event_types: str) -> Callable[[Handler], Handler]:
 
 class Projection:
     name: ClassVar[str]
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 1  # change it to rebuild the read model (blue/green) on the next start
     tables: ClassVar[tuple[str, ...]] = ()  # its read-model tables
     handlers: ClassVar[dict[str, str]] = {}  # event type -> method name
 
@@ -52,6 +52,18 @@ class Projection:
 
     def apply(self, event: RecordedEvent, cursor: Any) -> None:
         getattr(self, self.handlers[event.type])(event, cursor)
+
+    def rebuild_batch(self, events: list[RecordedEvent], cursor: Any, memo: dict[str, Any]) -> None:
+        """Apply a big batch during a rebuild or a verification, into tables that the cursor's
+        search_path resolves to a scratch schema. The events are in read order and all of this
+        projection's types. Override it to fold the batch in memory and write each row once
+        (projections.bulk); the result must equal what the handlers make. `memo` lives as long
+        as the rebuild's time slice (a cache of rows already written); it is emptied whenever a
+        batch rolls back.
+
+        The default applies the handlers one event at a time."""
+        for event in events:
+            self.apply(event, cursor)
 
 
 class ProjectionRegistry:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from projections import backpressure, runner, status, wakeups
+from projections import backpressure, rebuild, runner, status, wakeups
 
 REQUEUE_COUNTDOWN_S = 0.02  # another runner's transaction holds the horizon for milliseconds
 
@@ -31,4 +31,14 @@ def tick() -> list[int]:
     for bucket in lagging:
         wakeups.wake(bucket)
     backpressure.publish(status.max_lag() if lagging else 0)
+    rebuild.resume_stalled()
     return lagging
+
+
+@shared_task(name="rebuilds.slice", acks_late=True, reject_on_worker_lost=True)
+def rebuild_slice(rebuild_id: int, ticket: int) -> str:
+    """A few seconds of a rebuild (its progress is in the database), then its successor is queued."""
+    outcome = rebuild.run_slice(rebuild_id, ticket)
+    if outcome == "more":
+        rebuild_slice.apply_async((rebuild_id, ticket))
+    return outcome

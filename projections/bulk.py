@@ -1,0 +1,105 @@
+"""Set-at-a-time writes for rebuilds: a batch of events is folded into rows in memory, then each
+row is written once (a multi-row upsert, or COPY for rows that are only ever inserted).
+
+A `Table` knows its columns and their SQL types from the catalog, so a projection names its
+table and key and nothing else:
+
+    accounts = Table("ledger_account", key=("account_id",))
+    rows = accounts.load(cur, ids)          # the rows that already exist, by key
+    ...fold events into rows...
+    accounts.upsert(cur, rows.values())     # one statement for the whole batch
+
+Unqualified names resolve through `search_path`, which a rebuild points at its scratch schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from psycopg import sql
+
+
+class Table:
+    def __init__(self, name: str, key: Sequence[str], skip: Sequence[str] = ()) -> None:
+        """`skip`: generated columns the writer leaves to the database (an identity id)."""
+        self.name, self.key, self.skip = name, tuple(key), set(skip)
+        self._types: dict[str, str] | None = None
+
+    def types(self, cur: Any) -> dict[str, str]:
+        """Column name -> SQL type, as the table in the current search_path has them."""
+        if self._types is None:
+            cur.execute(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+                "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                [self.name],
+            )
+            self._types = {name: kind for name, kind in cur.fetchall() if name not in self.skip}
+        return self._types
+
+    def columns(self, cur: Any) -> list[str]:
+        return list(self.types(cur))
+
+    def _unnest(self, cur: Any, columns: Sequence[str]) -> sql.Composed:
+        types = self.types(cur)
+        return sql.SQL("unnest({})").format(
+            sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(types[c])) for c in columns)
+        )
+
+    def load(self, cur: Any, keys: Iterable[Any]) -> dict[Any, dict[str, Any]]:
+        """The existing rows with these keys (a key is a value, or a tuple for a composite key)."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        columns = self.columns(cur)
+        composite = len(self.key) > 1
+        arrays = [list(k) for k in zip(*keys, strict=True)] if composite else [keys]
+        query = sql.SQL("SELECT {cols} FROM {table} WHERE ({key}) IN (SELECT * FROM {src})").format(
+            cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            table=sql.Identifier(self.name),
+            key=sql.SQL(", ").join(map(sql.Identifier, self.key)),
+            src=self._unnest(cur, self.key),
+        )
+        cur.execute(query.as_string(None), arrays)
+        out = {}
+        for values in cur.fetchall():
+            row = dict(zip(columns, values, strict=True))
+            out[tuple(row[k] for k in self.key) if composite else row[self.key[0]]] = row
+        return out
+
+    def cached(self, cur: Any, cache: dict[Any, dict[str, Any] | None], keys: Iterable[Any]) -> None:
+        """Fill `cache` with the rows of these keys (None where there is none), querying only
+        the keys it does not know yet: a rebuild slice keeps its cache across batches."""
+        missing = [k for k in dict.fromkeys(keys) if k not in cache]
+        if missing:
+            found = self.load(cur, missing)
+            for k in missing:
+                cache[k] = found.get(k)
+
+    def upsert(self, cur: Any, rows: Iterable[dict[str, Any]]) -> None:
+        """Insert the rows, or overwrite every column of the ones whose key exists: one statement."""
+        rows = list(rows)
+        if not rows:
+            return
+        columns = self.columns(cur)
+        rest = [c for c in columns if c not in self.key]
+        query = sql.SQL(
+            "INSERT INTO {table} ({cols}) SELECT * FROM {src} ON CONFLICT ({key}) DO UPDATE SET {updates}"
+        ).format(
+            table=sql.Identifier(self.name),
+            cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            src=self._unnest(cur, columns),
+            key=sql.SQL(", ").join(map(sql.Identifier, self.key)),
+            updates=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in rest),
+        )
+        cur.execute(query.as_string(None), [[row[c] for row in rows] for c in columns])
+
+    def copy(self, cur: Any, rows: Iterable[Sequence[Any]], columns: Sequence[str]) -> None:
+        """Append rows that are only ever inserted (COPY: the fastest way in)."""
+        query = sql.SQL("COPY {table} ({cols}) FROM STDIN").format(
+            table=sql.Identifier(self.name), cols=sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        raw = getattr(cur, "cursor", cur)  # Django's wrapper around the psycopg cursor
+        with raw.copy(query) as copy:
+            for row in rows:
+                copy.write_row(row)
