@@ -113,12 +113,13 @@ def replay_batch(
     memo: dict[str, Any],
     skips: set,
     *,
-    limit: int = BATCH_SIZE,
+    limit: int | None = None,
     until: dict[int, Checkpoint] | None = None,
 ) -> Page:
     """Inside a transaction: read the next batch of the projection's events (below the horizon)
     and apply it to the scratch tables. `until`, per bucket, leaves out events beyond a bucket's
     checkpoint (verification compares with live read models that stand at those checkpoints)."""
+    limit = limit or BATCH_SIZE
     page = EventStore().read_all(after, limit=limit, types=projection.event_types)
     events = [e for e in page.events if e.event_id not in skips]
     if until is not None:

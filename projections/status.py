@@ -11,7 +11,8 @@ from django.utils import timezone
 from eventstore.records import Checkpoint
 from projections.base import projections
 from projections.models import Checkpoint as CheckpointRow
-from projections.models import ProjectionState, Skip
+from projections.models import ProjectionState, Rebuild, Skip
+from projections.processes import processes
 from projections.runner import ensure_checkpoints
 
 
@@ -66,10 +67,12 @@ WHERE c.projection = ANY(%s) GROUP BY c.projection, c.bucket
 
 
 def overview() -> list[dict[str, Any]]:
-    names = [p.name for p in projections.all()]
+    subscribers = [*projections.all(), *processes.all()]  # process managers too, told apart by "kind"
+    names = [p.name for p in subscribers]
+    kinds = {p.name: getattr(p, "kind", "projection") for p in subscribers}
     present = set(ProjectionState.objects.filter(name__in=names).values_list("name", flat=True))
-    for p in projections.all():
-        ensure_checkpoints(p, force=p.name not in present)
+    for p in subscribers:
+        ensure_checkpoints(p, force=p.name not in present)  # type: ignore[arg-type]
     with connection.cursor() as cur:
         cur.execute(BUCKET_LAG, [names])
         bucket_lag = {(name, bucket): n for name, bucket, n in cur.fetchall()}
@@ -81,24 +84,33 @@ def overview() -> list[dict[str, Any]]:
         cur.execute("SELECT coalesce(max(global_position), 0) FROM eventstore_event")
         head = cur.fetchone()[0]
     states = {s.name: s for s in ProjectionState.objects.filter(name__in=names)}
+    rebuilds: dict[str, Rebuild] = {}
+    for r in Rebuild.objects.filter(projection__in=names).order_by("pk"):
+        rebuilds[r.projection] = r  # the latest of each
     now = timezone.now()
     out = []
     for name in names:
         rows = list(CheckpointRow.objects.filter(projection=name).order_by("bucket"))
         failed = [r for r in rows if r.failed]
+        latest = rebuilds.get(name)
+        rebuilding = latest is not None and latest.state == Rebuild.State.RUNNING
         status = (
             "failed"
             if failed
             else "paused"
             if states[name].paused
+            else "rebuilding"
+            if rebuilding
             else "catching_up"
             if lag.get(name, 0)
             else "running"
         )
         item: dict[str, Any] = {
             "name": name,
+            "kind": kinds[name],
             "status": status,
             "version": states[name].version,
+            "generation": states[name].generation,
             "position": min((r.position for r in rows), default=0),
             "head": head,
             "lag": lag.get(name, 0),
@@ -113,6 +125,8 @@ def overview() -> list[dict[str, Any]]:
                 for r in rows
             ],
         }
+        if latest is not None:
+            item["rebuild" if rebuilding else "last_rebuild"] = latest.progress()
         if failed:
             first = failed[0]
             item["error"] = {
@@ -127,7 +141,8 @@ def overview() -> list[dict[str, Any]]:
 
 
 def set_paused(name: str, paused: bool) -> None:
-    ensure_checkpoints(projections.get(name), force=True)
+    subscriber = processes.get(name) if name in processes else projections.get(name)
+    ensure_checkpoints(subscriber, force=True)  # type: ignore[arg-type]
     ProjectionState.objects.filter(name=name).update(paused=paused)
 
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from projections import backpressure, rebuild, runner, status, wakeups
+from projections import backpressure, processes, rebuild, runner, status, wakeups
 
 REQUEUE_COUNTDOWN_S = 0.02  # another runner's transaction holds the horizon for milliseconds
 
 
 @shared_task(name="projections.catch_up_bucket", acks_late=True, reject_on_worker_lost=True)
 def catch_up_bucket(bucket: int) -> dict[str, str]:
-    """Bring every projection's bucket up to date; re-queue while there is more."""
+    """Bring every projection's bucket up to date, then every process manager's (which append,
+    so never inside a projection's transaction); re-queue while there is more."""
     wakeups.clear(bucket)
     while True:
-        outcomes = runner.catch_up_together(bucket)
+        outcomes: dict[str, str] = {**runner.catch_up_together(bucket), **processes.run_all(bucket)}
         if "busy" in outcomes.values():
             wakeups.mark_dirty(bucket)  # the holder looks again before it leaves
         if "busy" in outcomes.values() or not wakeups.take_dirty(bucket):
@@ -27,7 +28,7 @@ def catch_up_bucket(bucket: int) -> dict[str, str]:
 @shared_task(name="projections.tick", acks_late=True)
 def tick() -> list[int]:
     """The safety net (beat, every few seconds): wake every bucket that has events not yet applied."""
-    lagging = runner.lagging_buckets()
+    lagging = sorted(set(runner.lagging_buckets()) | set(processes.lagging_buckets()))
     for bucket in lagging:
         wakeups.wake(bucket)
     backpressure.publish(status.max_lag() if lagging else 0)

@@ -11,6 +11,7 @@ from uuid import UUID
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import Body, Query, Router, Schema
+from ninja.responses import Status
 from pydantic import Field
 
 from app.api import commands
@@ -20,6 +21,7 @@ from app.api.schemas import ERRORS, READ_ERRORS
 from app.api.threads import in_thread
 from app.core.models import Role
 from app.ledger.models import AccountSummary, Entry, TransferSummary
+from projections import rebuild
 from projections import status as projection_status
 from projections.base import projections
 
@@ -223,6 +225,18 @@ async def reset(request: HttpRequest, name: str, payload: ResetIn = Body(...)) -
         raise ApiError(422, "validation_error", str(exc), fields={"to": ["no event there"]}) from None
     await in_thread(_wake_all)()
     return {"name": name, "reset_to": payload.to}
+
+
+@router.post("/projections/{name}/rebuild", response={202: dict, **ERRORS})
+async def start_rebuild(request: HttpRequest, name: str) -> Status:
+    """Build the projection's next tables from position zero while the current ones serve;
+    progress shows in GET /api/projections."""
+    caller = _control(request, name)
+    try:
+        job = await in_thread(rebuild.start)(name, reason="api", user=caller.user)
+    except rebuild.NotRebuildable as exc:
+        raise ApiError(409, "not_rebuildable", str(exc)) from None
+    return Status(202, {"name": name, "status": "rebuilding", "rebuild": job.progress()})
 
 
 def _wake_all() -> None:

@@ -1,0 +1,241 @@
+"""Process managers: subscribers that react to events by issuing commands.
+
+    @register
+    class TransferProcess(ProcessManager):
+        name = "transfer_process"
+
+        @handles("ledger.TransferRequested")
+        def requested(self, event: RecordedEvent) -> None:
+            handlers.transfer_debit(transfer_id=event.stream_id, ctx=...)
+
+A process manager follows the log like a projection, but its handlers append events, and an
+append must be the first write of its transaction (DESIGN.md). So a handler never runs inside
+a transaction of the runner: each command commits on its own, and the checkpoint moves after
+the batch, by compare-and-set, in a short transaction of its own. A crash in between hands the
+same events to the handlers again, so they must be idempotent: commands whose event ids derive
+from the triggering event's id, and whose guards look at the current state.
+
+Per (process manager, bucket), as the projections' runner does: a lock (a *session* advisory
+lock, with a key of its own, since no transaction spans the run), the checkpoint row in
+`projections_checkpoint` (projection = the process manager's name), batches after it below the
+read horizon. A handler that raises parks the (process manager, bucket) with the event and its
+traceback; retry, skip, pause and resume work as for projections. A lost optimistic-concurrency
+race is not poison: the run stops before that event and is queued again.
+
+Process managers are never rebuilt, reset or replayed by a rebuild (`kind = "process"`; they
+live in a registry of their own, which rebuilds never walk). On first use their checkpoints
+start at zero: handling old history again issues commands that change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any, ClassVar, Literal
+
+import psycopg
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from eventstore.errors import ConcurrencyError
+from eventstore.records import Checkpoint, RecordedEvent
+from eventstore.store import EventStore
+from projections.base import handles
+from projections.models import Checkpoint as CheckpointRow
+from projections.models import Skip
+from projections.runner import bucket_heads, ensure_checkpoints, lock_key
+
+__all__ = ["ProcessManager", "handles", "lagging_buckets", "processes", "register", "run", "run_all"]
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100  # each handled event costs a few commands, not one upsert: smaller batches than projections
+BATCHES_PER_RUN = 20
+Outcome = Literal["applied", "drained", "busy", "paused", "failed", "more"]
+# The database went away: not the event's fault, so never a reason to park it.
+LOST_CONNECTION = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+class ProcessManager:
+    """Subclasses set `name` (distinct from every projection's) and mark their handlers with
+    `@handles(event type, ...)`; a handler takes the recorded event and issues idempotent commands."""
+
+    kind: ClassVar[str] = "process"  # never rebuilt, reset or replayed by a rebuild
+    name: ClassVar[str]
+    version: ClassVar[int] = 1  # only for the shared state row: a process manager has no tables to rebuild
+    handlers: ClassVar[dict[str, str]] = {}  # event type -> method name
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                for event_type in getattr(value, "_handles", ()):
+                    found[event_type] = attr
+        cls.handlers = found
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self.handlers)
+
+    def handle(self, event: RecordedEvent) -> None:
+        getattr(self, self.handlers[event.type])(event)
+
+
+class ProcessRegistry:
+    """Process managers by name, apart from the projections' registry."""
+
+    def __init__(self) -> None:
+        self._processes: dict[str, ProcessManager] = {}
+
+    def register(self, cls: type[ProcessManager]) -> type[ProcessManager]:
+        self._processes[cls.name] = cls()
+        return cls
+
+    def get(self, name: str) -> ProcessManager:
+        return self._processes[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._processes
+
+    def all(self) -> list[ProcessManager]:
+        return [self._processes[n] for n in sorted(self._processes)]
+
+
+processes = ProcessRegistry()
+register = processes.register
+
+
+def advisory_key(name: str) -> int:
+    """The first key of the (process manager, bucket) session lock: never a projection's."""
+    return lock_key("process:" + name)
+
+
+def ensure(name: str, *, force: bool = False) -> None:
+    """Create the process manager's state row and bucket checkpoints (at zero) on first use."""
+    ensure_checkpoints(processes.get(name), force=force)  # type: ignore[arg-type]  # same shape: name, version
+
+
+def run_all(bucket: int) -> dict[str, Outcome]:
+    """Every process manager's run over the bucket."""
+    return {p.name: run(p.name, bucket) for p in processes.all()}
+
+
+def run(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcome:
+    """Handle the bucket's events after the checkpoint until it is drained (or busy, paused,
+    failed, a race was lost, or the budget is spent: "more")."""
+    if connection.in_atomic_block:
+        raise RuntimeError("a process manager appends: run it outside any transaction")
+    ensure(name)
+    key = advisory_key(name)
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", [key, bucket])
+        if not cur.fetchone()[0]:
+            return "busy"
+    try:
+        for _ in range(max_batches):
+            outcome = _run_batch(processes.get(name), bucket)
+            if outcome != "applied":
+                return outcome
+        return "more"
+    finally:
+        try:
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s, %s)", [key, bucket])
+        except DatabaseError:  # the session is gone, and its lock with it
+            log.warning("could not unlock %s/%s", name, bucket, exc_info=True)
+
+
+STATE = (
+    "SELECT c.tx_id, c.position, c.failed, s.paused FROM projections_checkpoint c "
+    "JOIN projections_projectionstate s ON s.name = c.projection WHERE c.projection = %s AND c.bucket = %s"
+)
+
+
+def _run_batch(process: ProcessManager, bucket: int) -> Outcome:
+    with connection.cursor() as cur:
+        cur.execute(STATE, [process.name, bucket])
+        row = cur.fetchone()
+    if row is None:  # gone since this worker made them (a test's flush): make them again
+        ensure(process.name, force=True)
+        return "applied"
+    checkpoint, failed, paused = Checkpoint(row[0], row[1]), row[2], row[3]
+    if failed:
+        return "failed"
+    if paused:
+        return "paused"
+    # Every type, not only the handled ones: so the checkpoint reaches the bucket's head, and lag
+    # (here, in lagging_buckets and in the projections overview) means what it means for projections.
+    page = EventStore().read_all(checkpoint, limit=BATCH_SIZE, bucket=bucket)
+    if not page.events:
+        return "drained"
+    mine = [e.event_id for e in page.events if e.type in process.handlers]
+    skipped = (
+        set(Skip.objects.filter(projection=process.name, event_id__in=mine).values_list("event_id", flat=True))
+        if mine
+        else set()
+    )
+    done = checkpoint
+    for event in page.events:
+        if event.type in process.handlers and event.event_id not in skipped:
+            try:
+                process.handle(event)
+            except ConcurrencyError:  # lost races, even after the handler's retries: try again soon
+                log.info("process %s lost a race on event %s; trying again", process.name, event.event_id)
+                return "more" if _stop(process.name, bucket, checkpoint, done) else "busy"
+            except LOST_CONNECTION:
+                raise
+            except Exception:
+                log.exception("process %s failed on event %s", process.name, event.event_id)
+                _stop(process.name, bucket, checkpoint, done, park=(event, traceback.format_exc()))
+                return "failed"
+        done = event.checkpoint
+    if not _stop(process.name, bucket, checkpoint, done):
+        return "busy"
+    return "applied" if len(page.events) == BATCH_SIZE else "drained"
+
+
+def _stop(
+    name: str, bucket: int, expected: Checkpoint, done: Checkpoint, *, park: tuple[RecordedEvent, str] | None = None
+) -> bool:
+    """Move the checkpoint from `expected` to `done` by compare-and-set (and park the bucket on
+    the given event), in one short transaction. False when the checkpoint was not where expected."""
+    with transaction.atomic(), connection.cursor() as cur:
+        if done != expected:
+            cur.execute(
+                "UPDATE projections_checkpoint SET tx_id = %s, position = %s, updated_at = now() "
+                "WHERE projection = %s AND bucket = %s AND tx_id = %s AND position = %s",
+                [done.tx_id, done.position, name, bucket, expected.tx_id, expected.position],
+            )
+            if cur.rowcount != 1:
+                log.warning("checkpoint of %s/%s moved under us", name, bucket)
+                return False
+        if park is not None:
+            event, error = park
+            cur.execute(
+                "UPDATE projections_checkpoint SET failed = true, error_event_id = %s, error_position = %s, "
+                "error = %s, failed_at = %s WHERE projection = %s AND bucket = %s",
+                [event.event_id, event.position, error, timezone.now(), name, bucket],
+            )
+    return True
+
+
+def lagging_buckets() -> list[int]:
+    """Buckets with events some process manager has not handled yet (every bucket with events
+    when one has never run). Parked buckets wait for an operator, not for beat."""
+    names = [p.name for p in processes.all()]
+    if not names:
+        return []
+    heads = bucket_heads()
+    rows = CheckpointRow.objects.filter(projection__in=names).values_list(
+        "projection", "bucket", "tx_id", "position", "failed"
+    )
+    behind, seen = set(), set()
+    for name, bucket, tx_id, position, failed in rows:
+        seen.add(name)
+        head = heads.get(bucket)
+        if not failed and head is not None and Checkpoint(tx_id, position) < head:
+            behind.add(bucket)
+    if set(names) - seen:
+        behind.update(heads)
+    return sorted(behind)
