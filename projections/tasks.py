@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from celery.signals import worker_ready
+from django.db import connections
 
 from projections import backpressure, processes, rebuild, runner, status, wakeups
 
+log = logging.getLogger(__name__)
 REQUEUE_COUNTDOWN_S = 0.02  # another runner's transaction holds the horizon for milliseconds
 
 
@@ -43,3 +48,15 @@ def rebuild_slice(rebuild_id: int, ticket: int) -> str:
     if outcome == "more":
         rebuild_slice.apply_async((rebuild_id, ticket))
     return outcome
+
+
+@worker_ready.connect
+def rebuild_changed_projections(**kwargs: object) -> None:
+    """A deploy that changed a projection's version rebuilds it (blue/green) as the workers start."""
+    try:
+        for job in rebuild.rebuild_changed():
+            log.info("projection %s changed version: rebuild %s started", job.projection, job.pk)
+    except Exception:  # a database not migrated yet, say: the command `rebuild_projection --changed` remains
+        log.exception("could not check the projections' versions")
+    finally:
+        connections.close_all()
