@@ -8,14 +8,15 @@ Idempotency-Key, a redelivered process-manager step) cannot append twice.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, TypeVar
 from uuid import UUID, uuid4, uuid5
 
+from app.ledger.domain import errors
 from app.ledger.domain.account import Account
-from app.ledger.domain.transfer import Transfer
+from app.ledger.domain.transfer import Transfer, TransferState
 from eventstore.aggregate import AggregateNotFound, Repository
-from eventstore.errors import ConcurrencyError
+from eventstore.errors import ConcurrencyError, DuplicateEventError
 from eventstore.records import NO_STREAM
 from eventstore.store import EventStore
 
@@ -79,16 +80,20 @@ def _save(repo: Repository, aggregate: Any, ctx: CommandContext, command: str, e
     return CommandResult(aggregate.id, result.version, result.position)
 
 
+def _load(repo: Repository[A], stream_id: UUID) -> A:
+    try:
+        return repo.load(stream_id)
+    except AggregateNotFound:
+        raise NotFound(repo.type.category, stream_id) from None  # type: ignore[attr-defined]
+
+
 def _change(
     kind: type[A], stream_id: UUID, ctx: CommandContext, command: str, act: Callable[[A], None]
 ) -> CommandResult:
     """Load, act, save; on a lost race reload and act again, unless the caller named a version."""
     repo: Repository[A] = Repository(kind, _store())
     for attempt in range(CONFLICT_RETRIES + 1):
-        try:
-            aggregate = repo.load(stream_id)
-        except AggregateNotFound:
-            raise NotFound(kind.category, stream_id) from None
+        aggregate = _load(repo, stream_id)
         if ctx.expected_version is not None and aggregate.version != ctx.expected_version:
             raise ConcurrencyError(stream_id, ctx.expected_version, aggregate.version)
         act(aggregate)
@@ -144,3 +149,135 @@ def transfer_request(
     target = states[-1] if len(states) > 1 else (to_account, source[1])
     transfer = Transfer.request(transfer_id, source=source, target=target, amount=amount)
     return _save(Repository(Transfer, _store()), transfer, ctx, "RequestTransfer", NO_STREAM)
+
+
+# -- the transfer process manager's steps (app/ledger/process.py) -------------------------------
+# Each step gets the context of the event that triggers it (command_id: that event's id) and
+# derives the ids of its commands from it, so a redelivered event cannot move money twice: the
+# same step appends the same event ids, which the log refuses anywhere else (DuplicateEventError:
+# an earlier delivery did it). Each returns the result of what it appended, None when nothing.
+def _step(
+    kind: type[A], stream_id: UUID, ctx: CommandContext, step: str, command: str, act: Callable[[A], None]
+) -> CommandResult | None:
+    """Load, act, save with ids derived from the triggering event; on a lost race reload and act again."""
+    ctx = replace(ctx, command_id=uuid5(ctx.command_id, step))
+    repo: Repository[A] = Repository(kind, _store())
+    for attempt in range(CONFLICT_RETRIES + 1):
+        aggregate = _load(repo, stream_id)
+        act(aggregate)
+        if not aggregate.pending_events:
+            return None
+        try:
+            return _save(repo, aggregate, ctx, command, aggregate.version)
+        except DuplicateEventError:
+            return None
+        except ConcurrencyError:
+            if attempt == CONFLICT_RETRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _transfer(transfer_id: UUID) -> TransferState:
+    return _load(Repository(Transfer, _store()), transfer_id).state
+
+
+def transfer_debit(*, transfer_id: UUID, ctx: CommandContext) -> CommandResult | None:
+    """Debit the source of a pending transfer; if the source refuses, fail the transfer with its reason."""
+    transfer = _transfer(transfer_id)
+    if transfer.status != "pending":
+        return None
+    assert transfer.from_account is not None
+    try:
+        return _step(
+            Account,
+            transfer.from_account,
+            ctx,
+            "debit",
+            "DebitForTransfer",
+            lambda a: a.debit_for_transfer(transfer_id, transfer.amount),
+        )
+    except (errors.InsufficientFunds, errors.AccountFrozen, errors.AccountClosed) as refused:
+        reason = refused.code
+        return _step(Transfer, transfer_id, ctx, "fail", "FailTransfer", lambda t: t.fail(reason))  # type: ignore[arg-type]
+
+
+def transfer_confirm_debit(*, transfer_id: UUID, ctx: CommandContext) -> CommandResult | None:
+    """The source was debited: confirm it on the transfer. If the transfer failed first (it
+    expired), the money goes back instead."""
+    confirmed = _step(Transfer, transfer_id, ctx, "confirm_debit", "ConfirmTransferDebit", lambda t: t.confirm_debit())
+    return confirmed or transfer_refund(transfer_id=transfer_id, ctx=ctx)
+
+
+def transfer_credit(*, transfer_id: UUID, ctx: CommandContext) -> CommandResult | None:
+    """Credit the target of a transfer whose debit is confirmed. If the target refuses (it was
+    closed meanwhile), fail the transfer, which refunds the source."""
+    transfer = _transfer(transfer_id)
+    if transfer.status != "pending" or not transfer.debited or transfer.credited:
+        return None
+    assert transfer.to_account is not None
+    try:
+        return _step(
+            Account,
+            transfer.to_account,
+            ctx,
+            "credit",
+            "CreditFromTransfer",
+            lambda a: a.credit_from_transfer(transfer_id, transfer.amount),
+        )
+    except errors.LedgerError as refused:
+        if _credited(transfer.to_account, transfer_id):  # by an earlier delivery, before the account closed
+            return None
+        reason = "account_closed" if isinstance(refused, errors.AccountClosed) else "credit_failed"
+        return _step(Transfer, transfer_id, ctx, "fail", "FailTransfer", lambda t: t.fail(reason))
+
+
+def _credited(account_id: UUID, transfer_id: UUID) -> bool:
+    return any(
+        e.type == "ledger.TransferCredited" and e.data["transfer_id"] == str(transfer_id)
+        for e in _store().read_stream(account_id)
+    )
+
+
+def transfer_complete(*, transfer_id: UUID, ctx: CommandContext) -> CommandResult | None:
+    """The target was credited: the transfer is complete."""
+
+    def complete(transfer: Transfer) -> None:
+        if transfer.state.status == "failed":  # never, by design: park the process manager, loudly
+            raise RuntimeError(f"transfer {transfer_id} was credited after it failed")
+        transfer.confirm_credit()
+        transfer.complete()
+
+    return _step(Transfer, transfer_id, ctx, "complete", "CompleteTransfer", complete)
+
+
+def transfer_settle(*, transfer_id: UUID, ctx: CommandContext) -> CommandResult | None:
+    """The transfer completed: its money is no longer in flight on the source."""
+    source = _transfer(transfer_id).from_account
+    assert source is not None
+    return _step(Account, source, ctx, "settle", "SettleTransfer", lambda a: a.settle_transfer(transfer_id))
+
+
+def transfer_refund(*, transfer_id: UUID, ctx: CommandContext) -> CommandResult | None:
+    """A failed transfer's money goes back to the source, if it was debited and not refunded yet
+    (the source's in-flight list says so, checked at the version the refund is appended at)."""
+    transfer = _transfer(transfer_id)
+    if transfer.status != "failed":
+        return None
+    assert transfer.from_account is not None
+    return _step(
+        Account,
+        transfer.from_account,
+        ctx,
+        "refund",
+        "RefundTransfer",
+        lambda a: a.refund_transfer(transfer_id, transfer.amount),
+    )
+
+
+def transfer_confirm_refund(*, transfer_id: UUID, ctx: CommandContext) -> CommandResult | None:
+    return _step(Transfer, transfer_id, ctx, "confirm_refund", "ConfirmTransferRefund", lambda t: t.confirm_refund())
+
+
+def transfer_expire(*, transfer_id: UUID, ctx: CommandContext) -> CommandResult | None:
+    """Fail a transfer past its deadline, unless its debit is confirmed (then the credit decides)."""
+    return _step(Transfer, transfer_id, ctx, "expire", "ExpireTransfer", lambda t: t.expire())

@@ -101,6 +101,12 @@ class Transfer(Aggregate[TransferState]):
         if self.state.status == "pending":
             self.record(TransferFailed(reason=reason))
 
+    def expire(self) -> None:
+        """Past its deadline: fail, unless the debit is confirmed (from then on the credit decides:
+        completed, or failed and refunded)."""
+        if not self.state.debited:
+            self.fail("expired")
+
     def confirm_refund(self) -> None:
         if self.state.debited and not self.state.refunded:
             self.record(TransferRefundConfirmed())
