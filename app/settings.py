@@ -108,8 +108,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 QUEUE_PREFIX = os.environ.get("EVENTFOLD_QUEUE_PREFIX", "")
 QUEUES = {name: QUEUE_PREFIX + name for name in ("celery", "projections", "rebuilds")}
 CELERY_TASK_DEFAULT_QUEUE = QUEUES["celery"]
-CELERY_TASK_ROUTES = {"projections.*": {"queue": QUEUES["projections"]}, "rebuilds.*": {"queue": QUEUES["rebuilds"]}}
-CELERY_BEAT_SCHEDULE = {"projections-safety-net": {"task": "projections.tick", "schedule": 3.0}}
+CELERY_TASK_ROUTES = {
+    "projections.*": {"queue": QUEUES["projections"]},
+    "rebuilds.*": {"queue": QUEUES["rebuilds"]},
+    "ledger.*": {"queue": QUEUES["projections"]},  # process-manager work, beside catch-up
+}
+CELERY_BEAT_SCHEDULE = {
+    "projections-safety-net": {"task": "projections.tick", "schedule": 3.0},
+    "ledger-expire-transfers": {"task": "ledger.expire_transfers", "schedule": 5.0},
+}
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 LOGIN_MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))
@@ -126,6 +133,8 @@ else:
 CONSISTENCY_TIMEOUT_S = float(os.environ.get("CONSISTENCY_TIMEOUT_S", "5"))  # ?consistent_with= waits at most this
 BACKPRESSURE_MAX_LAG = int(os.environ.get("BACKPRESSURE_MAX_LAG", "50000"))  # events not yet projected
 BACKPRESSURE_RETRY_AFTER_S = 5
+# A transfer still pending this long after its request, its debit not confirmed, fails as expired.
+EVENTFOLD_TRANSFER_DEADLINE_S = float(os.environ.get("EVENTFOLD_TRANSFER_DEADLINE_S", "60"))
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(64 * 1024)))
 
 EVENTSTORE = {
