@@ -24,6 +24,7 @@ from app.ledger.models import AccountSummary, Entry, TransferSummary
 from projections import rebuild
 from projections import status as projection_status
 from projections.base import projections
+from projections.processes import processes
 
 router = Router(tags=["read models"])
 
@@ -173,24 +174,28 @@ async def projection_list(request: HttpRequest) -> list[dict[str, Any]]:
     return await in_thread(projection_status.overview)()
 
 
-def _control(request: HttpRequest, name: str) -> Caller:
+def _control(request: HttpRequest, name: str, *, processes_too: bool = False) -> Caller:
+    """The caller, if an operator naming a projection (or, for pause, resume, retry and skip, a
+    process manager: those are never reset or rebuilt)."""
     caller: Caller = request.auth  # type: ignore[attr-defined]
     caller.require(Role.OPERATOR)
-    if name not in projections:
+    if name in processes and not processes_too:
+        raise ApiError(409, "not_rebuildable", f"{name} is a process manager: it is never reset or rebuilt")
+    if name not in projections and name not in processes:
         raise ApiError(404, "not_found", f"no projection {name!r}")
     return caller
 
 
 @router.post("/projections/{name}/pause", response={200: dict, **ERRORS})
 async def pause(request: HttpRequest, name: str) -> dict[str, Any]:
-    _control(request, name)
+    _control(request, name, processes_too=True)
     await in_thread(projection_status.set_paused)(name, True)
     return {"name": name, "status": "paused"}
 
 
 @router.post("/projections/{name}/resume", response={200: dict, **ERRORS})
 async def resume(request: HttpRequest, name: str) -> dict[str, Any]:
-    _control(request, name)
+    _control(request, name, processes_too=True)
     await in_thread(projection_status.set_paused)(name, False)
     await in_thread(_wake_all)()
     return {"name": name, "status": "running"}
@@ -198,7 +203,7 @@ async def resume(request: HttpRequest, name: str) -> dict[str, Any]:
 
 @router.post("/projections/{name}/retry", response={200: dict, **ERRORS})
 async def retry(request: HttpRequest, name: str) -> dict[str, Any]:
-    _control(request, name)
+    _control(request, name, processes_too=True)
     count = await in_thread(projection_status.retry)(name)
     await in_thread(_wake_all)()
     return {"name": name, "retried_buckets": count}
@@ -206,7 +211,7 @@ async def retry(request: HttpRequest, name: str) -> dict[str, Any]:
 
 @router.post("/projections/{name}/skip", response={200: dict, **ERRORS})
 async def skip(request: HttpRequest, name: str) -> dict[str, Any]:
-    caller = _control(request, name)
+    caller = _control(request, name, processes_too=True)
     skipped = await in_thread(projection_status.skip)(name, caller.user)
     await in_thread(_wake_all)()
     return {"name": name, "skipped_events": skipped}
