@@ -13,6 +13,7 @@ and every reader sees ``FORGOTTEN`` where the plain value was.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -33,6 +34,15 @@ def master_key() -> bytes:
     if len(key) != 32:
         raise ValueError("EVENTFOLD_MASTER_KEY must be 32 bytes, URL-safe base64")
     return key
+
+
+@functools.lru_cache(maxsize=4)
+def _cipher(key: bytes) -> AESGCM:
+    return AESGCM(key)  # keyed once per key: a replay unwraps thousands of subject keys
+
+
+def _master() -> AESGCM:
+    return _cipher(master_key())
 
 
 def _aad(event_id: UUID, field: str) -> bytes:
@@ -63,10 +73,10 @@ class SubjectKeys:
 
     def _wrap(self, subject_id: UUID, key: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
-        return nonce + AESGCM(master_key()).encrypt(nonce, key, subject_id.bytes)
+        return nonce + _master().encrypt(nonce, key, subject_id.bytes)
 
     def _unwrap(self, subject_id: UUID, wrapped: bytes) -> bytes:
-        return AESGCM(master_key()).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], subject_id.bytes)
+        return _master().decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], subject_id.bytes)
 
     def get(self, subject_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
         """Keys of the subjects that have one (None where the subject was forgotten)."""

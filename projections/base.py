@@ -59,7 +59,8 @@ class Projection:
         projection's types. Override it to fold the batch in memory and write each row once
         (projections.bulk); the result must equal what the handlers make. `memo` lives as long
         as the rebuild's time slice (a cache of rows already written); it is emptied whenever a
-        batch rolls back.
+        batch rolls back. `memo["complete"]` is true while the memo has seen every row the scratch
+        tables hold (a replay from zero in one process): what it does not know does not exist.
 
         The default applies the handlers one event at a time."""
         for event in events:

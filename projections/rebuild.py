@@ -102,14 +102,37 @@ def _remaining(projection: Projection, after: Checkpoint = START) -> int:
         return cur.fetchone()[0]
 
 
+# The memo of this process's last slice, carried to the next slice of the same rebuild when that
+# starts where it ended (one worker doing one rebuild): rows need not be read back.
+_carried: dict[int, tuple[Checkpoint, dict[str, Any]]] = {}
+CARRY_LIMIT = 1_000_000  # rows; a bigger memo is dropped at the end of its slice
+
+
+def _memo_for(rebuild: Rebuild) -> dict[str, Any]:
+    at = Checkpoint(rebuild.tx_id, rebuild.position)
+    carried = _carried.pop(rebuild.pk, None)
+    _carried.clear()
+    if carried is not None and carried[0] == at:
+        return carried[1]
+    return {"complete": True} if at == START else {}
+
+
+def _carry(rebuild_id: int, memo: dict[str, Any]) -> None:
+    if sum(len(v) for v in memo.values() if isinstance(v, dict)) > CARRY_LIMIT:
+        return
+    at = Rebuild.objects.filter(pk=rebuild_id).values_list("tx_id", "position").first()
+    if at is not None:
+        _carried[rebuild_id] = (Checkpoint(*at), memo)
+
+
 def run_slice(rebuild_id: int, ticket: int | None = None, seconds: float = SLICE_S) -> Outcome:
     """Work on the rebuild for about `seconds`; "more" means call again."""
-    memo: dict[str, Any] = {}
     began, applied = time.monotonic(), 0
     last_notice = 0.0
     rebuild = Rebuild.objects.filter(pk=rebuild_id).first()
     if rebuild is None or rebuild.state != Rebuild.State.RUNNING or (ticket is not None and ticket != rebuild.ticket):
         return "gone"
+    memo = _memo_for(rebuild)
     projection = projections.get(rebuild.projection)
     skips = scratch.skipped(projection)
     while True:
@@ -126,6 +149,7 @@ def run_slice(rebuild_id: int, ticket: int | None = None, seconds: float = SLICE
             last_notice = now
             _notify(Rebuild.objects.get(pk=rebuild_id))
         if now - began >= seconds:
+            _carry(rebuild_id, memo)
             return "more"
     if outcome == "caught_up":
         try:

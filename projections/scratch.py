@@ -21,7 +21,7 @@ from eventstore.store import EventStore
 from projections.base import Projection
 from projections.models import Skip
 
-BATCH_SIZE = 5000
+BATCH_SIZE = 10_000
 
 
 def live_schema(table: str) -> str:

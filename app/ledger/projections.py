@@ -9,7 +9,7 @@ from uuid import UUID
 
 from eventstore.records import RecordedEvent
 from projections.base import Projection, handles, register
-from projections.bulk import Table
+from projections.bulk import NULL, Table, text
 
 CREDITS = {
     "ledger.FundsDeposited": "deposit",
@@ -76,7 +76,7 @@ class AccountSummaryProjection(Projection):
 
     def rebuild_batch(self, events: list[RecordedEvent], cur: Any, memo: dict[str, Any]) -> None:
         rows = memo.setdefault("accounts", {})
-        ACCOUNTS.cached(cur, rows, (e.stream_id for e in events))
+        ACCOUNTS.cached(cur, rows, (e.stream_id for e in events), memo.get("complete", False))
         changed = {}
         for e in events:
             row = rows[e.stream_id]
@@ -137,35 +137,28 @@ class AccountEntriesProjection(Projection):
     def rebuild_batch(self, events: list[RecordedEvent], cur: Any, memo: dict[str, Any]) -> None:
         last = memo.setdefault("last_entry", {})  # account -> (version, balance_after) of its newest line
         missing = list({e.stream_id for e in events} - last.keys())
-        if missing:
+        if missing and not memo.get("complete"):
             cur.execute(
                 "SELECT DISTINCT ON (account_id) account_id, version, balance_after FROM ledger_entry "
                 "WHERE account_id = ANY(%s) ORDER BY account_id, version DESC",
                 [missing],
             )
             last.update({account: (version, int(balance)) for account, version, balance in cur.fetchall()})
-        rows = []
+        lines = []
         for e in events:
             version, balance = last.get(e.stream_id, (0, 0))
             if e.version <= version:
                 continue
             delta = _delta(e)
             balance += delta
-            rows.append(
-                (
-                    e.stream_id,
-                    e.version,
-                    CREDITS.get(e.type) or DEBITS[e.type],
-                    delta,
-                    balance,
-                    e.data.get("reference", ""),
-                    e.data.get("transfer_id"),
-                    e.position,
-                    e.recorded_at,
-                )
+            data = e.data
+            transfer = data.get("transfer_id") or NULL
+            lines.append(
+                f"{e.stream_id}\t{e.version}\t{CREDITS.get(e.type) or DEBITS[e.type]}\t{delta}\t{balance}\t"
+                f"{text(data.get('reference', ''))}\t{transfer}\t{e.position}\t{e.recorded_at.isoformat()}\n"
             )
             last[e.stream_id] = (e.version, balance)
-        ENTRIES.copy(cur, rows, ENTRY_COLUMNS)
+        ENTRIES.copy(cur, lines, ENTRY_COLUMNS)
 
 
 ENTRY_COLUMNS = (
@@ -221,7 +214,7 @@ class TransfersProjection(Projection):
 
     def rebuild_batch(self, events: list[RecordedEvent], cur: Any, memo: dict[str, Any]) -> None:
         rows = memo.setdefault("transfers", {})
-        TRANSFERS.cached(cur, rows, (e.stream_id for e in events))
+        TRANSFERS.cached(cur, rows, (e.stream_id for e in events), memo.get("complete", False))
         changed = {}
         for e in events:
             row = rows[e.stream_id]
@@ -278,10 +271,13 @@ class DailyTotalsProjection(Projection):
 
     def rebuild_batch(self, events: list[RecordedEvent], cur: Any, memo: dict[str, Any]) -> None:
         currencies = memo.setdefault("currencies", {})
-        DAILY_CURRENCY.cached(cur, currencies, (e.stream_id for e in events))
+        DAILY_CURRENCY.cached(cur, currencies, (e.stream_id for e in events), memo.get("complete", False))
         days = memo.setdefault("days", {})
         DAILY.cached(
-            cur, days, ((e.stream_id, e.recorded_at.astimezone(UTC).date()) for e in events if e.type in MONEY)
+            cur,
+            days,
+            ((e.stream_id, e.recorded_at.astimezone(UTC).date()) for e in events if e.type in MONEY),
+            memo.get("complete", False),
         )
         new_currencies, changed = {}, {}
         for e in events:

@@ -18,7 +18,7 @@ THROUGHPUT: dict[str, Callable[[list[str], float], dict[str, tuple[int, float]]]
     "W4": store_workloads.w4,
 }
 TARGETS = {"W1": 0.85, "W2": 0.85, "W3": 0.85, "W4": 1.2}
-ALL = [*THROUGHPUT, "W5", "P2", "P3"]
+ALL = [*THROUGHPUT, "W5", "P1", "P2", "P3"]
 
 
 def run(workloads: list[str], scale: float, log: Callable[[str], None]) -> dict[str, Any]:
@@ -29,6 +29,10 @@ def run(workloads: list[str], scale: float, log: Callable[[str], None]) -> dict[
                 report[wid] = _throughput(wid, THROUGHPUT[wid], scale, log)
             elif wid == "W5":
                 report[wid] = _gaps(scale, log)
+            elif wid == "P1":
+                from app.core.bench import rebuild_workload
+
+                report[wid] = rebuild_workload.p1(scale, log)
             elif wid in ("P2", "P3"):
                 _application(wid, report, scale, log)
             else:
