@@ -30,13 +30,12 @@ class ApiHandler(ASGIHandler):
 
 api_application = ApiHandler()
 
-if settings.DEBUG:  # development: static files straight from the apps (production: collectstatic)
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-    django_application = ASGIStaticFilesHandler(django_application)
+from app.console.routing import websocket_application  # noqa: E402
 
 
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+    if scope["type"] == "websocket":
+        return await websocket_application(scope, receive, send)
     if scope["type"] == "http" and scope["path"].startswith("/api/"):
         return await api_application(scope, receive, send)
     return await django_application(scope, receive, send)

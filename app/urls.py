@@ -1,12 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth.views import LogoutView
-from django.urls import path
+from django.urls import include, path
 
 from app.api.api import api
 from app.core import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", include("app.console.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("api/", api.urls),
     path("login/", views.ThrottledLoginView.as_view(), name="login"),

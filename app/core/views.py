@@ -3,14 +3,6 @@ from django.contrib.auth.views import LoginView
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
-
-from eventstore.store import EventStore
-
-
-def home(request: HttpRequest) -> HttpResponse:
-    head = EventStore().head()
-    return render(request, "home.html", {"head": head})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
