@@ -12,9 +12,4 @@ def timeline(request: HttpRequest) -> HttpResponse:
     return render(request, "console/placeholder.html", {"title": "Timeline"})
 
 
-@access.viewer
-def streams(request: HttpRequest) -> HttpResponse:
-    return render(request, "console/placeholder.html", {"title": "Streams"})
-
-
-urlpatterns = [path("timeline/", timeline, name="timeline"), path("streams/", streams, name="streams")]
+urlpatterns = [path("timeline/", timeline, name="timeline")]

@@ -1,0 +1,15 @@
+"""Console: Streams (a placeholder until its page is built)."""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import path
+
+from app.console import access
+
+
+@access.viewer
+def streams(request: HttpRequest) -> HttpResponse:
+    return render(request, "console/placeholder.html", {"title": "Streams"})
+
+
+urlpatterns = [path("streams/", streams, name="streams")]
