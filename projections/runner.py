@@ -39,6 +39,15 @@ def lock_key(name: str) -> int:
 _ensured: set[tuple[str, str]] = set()  # (database name, projection) done by this process
 
 
+LOCK_AND_READ = """
+SELECT c.projection, pg_try_advisory_xact_lock(k.key, %s::int), c.tx_id, c.position, c.failed, s.paused
+FROM unnest(%s::text[], %s::int[]) WITH ORDINALITY AS k(name, key, n)
+JOIN projections_checkpoint c ON c.projection = k.name AND c.bucket = %s
+JOIN projections_projectionstate s ON s.name = c.projection
+ORDER BY k.n
+"""
+
+
 def ensure_checkpoints(projection: Projection, *, force: bool = False) -> None:
     """Create the projection's state and its bucket checkpoints on first use."""
     key = (connection.settings_dict["NAME"], projection.name)
@@ -82,27 +91,23 @@ def apply_batch_together(group: list[Projection], bucket: int, batch_size: int =
     outcomes: dict[str, Outcome] = {}
     with transaction.atomic(), connection.cursor() as cur:
         active: dict[str, Checkpoint] = {}
-        for projection in group:
-            cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [lock_key(projection.name), bucket])
-            if not cur.fetchone()[0]:
-                outcomes[projection.name] = "busy"
-                continue
-            cur.execute(
-                "SELECT c.tx_id, c.position, c.failed, s.paused FROM projections_checkpoint c "
-                "JOIN projections_projectionstate s ON s.name = c.projection "
-                "WHERE c.projection = %s AND c.bucket = %s",
-                [projection.name, bucket],
-            )
-            row = cur.fetchone()
+        names = [p.name for p in group]
+        # One round trip: try each projection's lock for this bucket and read its checkpoint.
+        cur.execute(LOCK_AND_READ, [bucket, names, [lock_key(n) for n in names], bucket])
+        found = {row[0]: row[1:] for row in cur.fetchall()}
+        for name in names:
+            row = found.get(name)
             if row is None:
-                _ensured.discard((connection.settings_dict["NAME"], projection.name))
-                outcomes[projection.name] = "applied"  # try again once the rows exist
-            elif row[2]:
-                outcomes[projection.name] = "failed"
+                _ensured.discard((connection.settings_dict["NAME"], name))
+                outcomes[name] = "applied"  # try again once the rows exist
+            elif not row[0]:
+                outcomes[name] = "busy"
             elif row[3]:
-                outcomes[projection.name] = "paused"
+                outcomes[name] = "failed"
+            elif row[4]:
+                outcomes[name] = "paused"
             else:
-                active[projection.name] = Checkpoint(row[0], row[1])
+                active[name] = Checkpoint(row[1], row[2])
         if not active:
             return outcomes
         start = min(active.values())
@@ -117,6 +122,7 @@ def apply_batch_together(group: list[Projection], bucket: int, batch_size: int =
             else set()
         )
         full = len(page.events) == batch_size
+        moves: list[tuple[str, Checkpoint, Checkpoint]] = []
         for name, checkpoint in active.items():
             projection = projections.get(name)
             events = [e for e in page.events if e.checkpoint > checkpoint]
@@ -126,12 +132,13 @@ def apply_batch_together(group: list[Projection], bucket: int, batch_size: int =
             mine = {eid for (pname, eid) in skipped if pname == name}
             applied, error = _apply(projection, events, mine, cur)
             if applied:
-                _move(cur, name, bucket, checkpoint, events[applied - 1].checkpoint)
+                moves.append((name, checkpoint, events[applied - 1].checkpoint))
             if error:
                 _park(cur, name, bucket, events[applied], error)
                 outcomes[name] = "failed"
             else:
                 outcomes[name] = "applied" if full else "drained"
+        _move(cur, bucket, moves)
     return outcomes
 
 
@@ -155,14 +162,27 @@ def _apply(projection: Projection, events: list[RecordedEvent], skipped: set, cu
     return len(events), ""
 
 
-def _move(cur, name: str, bucket: int, expected: Checkpoint, new: Checkpoint) -> None:  # type: ignore[no-untyped-def]
+def _move(cur, bucket: int, moves: list[tuple[str, Checkpoint, Checkpoint]]) -> None:  # type: ignore[no-untyped-def]
+    """Compare-and-set the checkpoints of every projection that applied events, in one statement."""
+    if not moves:
+        return
     cur.execute(
-        "UPDATE projections_checkpoint SET tx_id = %s, position = %s, updated_at = now() "
-        "WHERE projection = %s AND bucket = %s AND tx_id = %s AND position = %s",
-        [new.tx_id, new.position, name, bucket, expected.tx_id, expected.position],
+        "UPDATE projections_checkpoint c SET tx_id = m.tx_id, position = m.position, updated_at = now() "
+        "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+        "AS m(projection, old_tx, old_position, tx_id, position) "
+        "WHERE c.projection = m.projection AND c.bucket = %s AND c.tx_id = m.old_tx AND c.position = m.old_position",
+        [
+            [name for name, _, _ in moves],
+            [old.tx_id for _, old, _ in moves],
+            [old.position for _, old, _ in moves],
+            [new.tx_id for _, _, new in moves],
+            [new.position for _, _, new in moves],
+            bucket,
+        ],
     )
-    if cur.rowcount != 1:
-        raise RuntimeError(f"checkpoint of {name}/{bucket} moved under us: batch rolled back")
+    if cur.rowcount != len(moves):
+        names = ", ".join(name for name, _, _ in moves)
+        raise RuntimeError(f"a checkpoint of {names} in bucket {bucket} moved under us: batch rolled back")
 
 
 def _park(cur, name: str, bucket: int, event: RecordedEvent, error: str) -> None:  # type: ignore[no-untyped-def]
