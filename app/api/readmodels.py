@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +21,8 @@ from app.api.errors import ApiError
 from app.api.schemas import ERRORS, READ_ERRORS
 from app.api.threads import in_thread
 from app.core.models import Role
-from app.ledger.models import AccountSummary, Entry, TransferSummary
+from app.ledger import selectors
+from app.ledger.models import AccountSummary
 from projections import rebuild
 from projections import status as projection_status
 from projections.base import projections
@@ -53,18 +55,12 @@ def _account_json(a: AccountSummary) -> dict[str, Any]:
     }
 
 
-def _cursor(*parts: Any) -> str:
-    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode().rstrip("=")
-
-
-def _uncursor(cursor: str, n: int) -> list[str]:
+@contextmanager
+def _cursor_errors() -> Iterator[None]:
     try:
-        parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
-    except (ValueError, UnicodeDecodeError):
-        parts = []
-    if len(parts) != n:
-        raise ApiError(422, "validation_error", "not a cursor from this API", fields={"cursor": ["invalid"]})
-    return parts
+        yield
+    except selectors.InvalidCursor:
+        raise ApiError(422, "validation_error", "not a cursor from this API", fields={"cursor": ["invalid"]}) from None
 
 
 class AccountsQuery(Schema):
@@ -81,22 +77,9 @@ async def accounts(request: HttpRequest, q: Query[AccountsQuery]) -> dict[str, A
     meta = await consistent(["account_summary"], q.consistent_with)
 
     def page() -> dict[str, Any]:
-        rows = AccountSummary.objects.order_by("opened_at", "account_id")
-        if q.owner:
-            rows = rows.filter(owner__icontains=q.owner)
-        if q.status:
-            rows = rows.filter(status=q.status)
-        if q.cursor:
-            opened, account = _uncursor(q.cursor, 2)
-            rows = rows.extra(where=["(opened_at, account_id) > (%s::timestamptz, %s::uuid)"], params=[opened, account])
-        items = list(rows[: q.limit + 1])
-        more = len(items) > q.limit
-        items = items[: q.limit]
-        last = items[-1] if items else None
-        return {
-            "items": [_account_json(a) for a in items],
-            "next_cursor": _cursor(last.opened_at.isoformat(), last.account_id) if more and last else None,
-        }
+        with _cursor_errors():
+            found = selectors.account_list(owner=q.owner, status=q.status, cursor=q.cursor, limit=q.limit)
+        return {"items": [_account_json(a) for a in found.items], "next_cursor": found.next_cursor}
 
     return {**await in_thread(page)(), **meta}
 
@@ -104,7 +87,7 @@ async def accounts(request: HttpRequest, q: Query[AccountsQuery]) -> dict[str, A
 @router.get("/accounts/{account_id}", response={200: dict, **READ_ERRORS}, summary="One account")
 async def account(request: HttpRequest, account_id: UUID, consistent_with: int | None = None) -> dict[str, Any]:
     meta = await consistent(["account_summary"], consistent_with)
-    found = await in_thread(lambda: AccountSummary.objects.filter(account_id=account_id).first())()
+    found = await in_thread(selectors.account_get)(account_id)
     if found is None:
         raise ApiError(404, "not_found", f"no account {account_id}" + (" (yet)" if meta.get("stale") else ""))
     return {**_account_json(found), **meta}
@@ -121,15 +104,10 @@ async def entries(request: HttpRequest, account_id: UUID, q: Query[EntriesQuery]
     meta = await consistent(["account_entries", "account_summary"], q.consistent_with)
 
     def page() -> dict[str, Any]:
-        if not AccountSummary.objects.filter(account_id=account_id).exists():
+        if selectors.account_get(account_id) is None:
             raise ApiError(404, "not_found", f"no account {account_id}")
-        rows = Entry.objects.filter(account_id=account_id).order_by("-version")
-        if q.cursor:
-            (before,) = _uncursor(q.cursor, 1)
-            rows = rows.filter(version__lt=int(before))
-        items = list(rows[: q.limit + 1])
-        more = len(items) > q.limit
-        items = items[: q.limit]
+        with _cursor_errors():
+            found = selectors.entry_list(account_id, cursor=q.cursor, limit=q.limit)
         return {
             "items": [
                 {
@@ -142,9 +120,9 @@ async def entries(request: HttpRequest, account_id: UUID, q: Query[EntriesQuery]
                     "position": e.position,
                     "recorded_at": e.recorded_at.isoformat(),
                 }
-                for e in items
+                for e in found.items
             ],
-            "next_cursor": _cursor(items[-1].version) if more else None,
+            "next_cursor": found.next_cursor,
         }
 
     return {**await in_thread(page)(), **meta}
@@ -153,7 +131,7 @@ async def entries(request: HttpRequest, account_id: UUID, q: Query[EntriesQuery]
 @router.get("/transfers/{transfer_id}", response={200: dict, **READ_ERRORS}, summary="One transfer")
 async def transfer(request: HttpRequest, transfer_id: UUID, consistent_with: int | None = None) -> dict[str, Any]:
     meta = await consistent(["transfers"], consistent_with)
-    found = await in_thread(lambda: TransferSummary.objects.filter(transfer_id=transfer_id).first())()
+    found = await in_thread(selectors.transfer_get)(transfer_id)
     if found is None:
         raise ApiError(404, "not_found", f"no transfer {transfer_id}")
     body: dict[str, Any] = {
