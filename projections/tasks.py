@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import shared_task
 from celery.signals import worker_ready
@@ -12,6 +13,9 @@ from projections import backpressure, processes, rebuild, runner, status, wakeup
 
 log = logging.getLogger(__name__)
 REQUEUE_COUNTDOWN_S = 0.02  # another runner's transaction holds the horizon for milliseconds
+# Called with (bucket, outcomes by projection or process manager) after each catch-up run, e.g.
+# by the console to push live hints; a hook that fails is logged, never fails the task.
+after_catch_up: list[Callable[[int, dict[str, str]], None]] = []
 
 
 @shared_task(name="projections.catch_up_bucket", acks_late=True, reject_on_worker_lost=True)
@@ -27,6 +31,11 @@ def catch_up_bucket(bucket: int) -> dict[str, str]:
             break
     if "more" in outcomes.values() or runner.behind_horizon(bucket):
         catch_up_bucket.apply_async((bucket,), countdown=REQUEUE_COUNTDOWN_S)
+    for hook in after_catch_up:
+        try:
+            hook(bucket, outcomes)
+        except Exception:
+            log.exception("after_catch_up hook failed")
     return outcomes
 
 

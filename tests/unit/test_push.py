@@ -1,0 +1,96 @@
+"""push.hint: coalesced per topic (never losing the last change), sent from one loop thread per
+process, restarted in a forked child, never raising. The channel layer is replaced by a recorder."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from app.console import push
+
+
+class Recorder:
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[tuple[float, str, dict]] = []
+        self.fail = fail
+
+    async def group_send(self, group: str, message: dict) -> None:
+        if self.fail:
+            raise ConnectionError("redis is gone")
+        self.sent.append((time.monotonic(), group, message))
+
+
+@pytest.fixture
+def recorder(monkeypatch) -> Iterator[Recorder]:
+    monkeypatch.setattr(push, "_sender", None)
+    rec = Recorder()
+    sender = push._current()
+    sender.layer = rec
+    yield rec
+    sender.stop()
+
+
+def test_a_burst_is_coalesced_into_one_send_now_and_one_trailing_send(recorder):
+    for _ in range(1000):
+        push.hint("events")
+    assert push.flush(timeout=3)
+    assert [(g, m) for _, g, m in recorder.sent] == [("live.events", {"type": "live.hint", "topic": "events"})] * 2
+    first, last = recorder.sent[0][0], recorder.sent[1][0]
+    assert last - first >= push.MIN_INTERVAL_S * 0.9  # the trailing send waited its turn
+
+
+def test_topics_are_coalesced_separately_and_stream_topics_get_their_own_group(recorder):
+    stream = "stream:0b5c9a52-8f33-4f7e-a1b2-9d6c1e7f0a11"
+    push.hint("events")
+    push.hint(stream)
+    push.hint("projections")
+    assert push.flush()
+    groups = sorted(g for _, g, _ in recorder.sent)
+    assert groups == ["live.events", "live.projections", "live.stream.0b5c9a52-8f33-4f7e-a1b2-9d6c1e7f0a11"]
+
+
+def test_at_most_a_few_sends_per_second_per_topic_under_steady_load(recorder):
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        push.hint("accounts")
+        time.sleep(0.002)
+    assert push.flush()
+    assert 3 <= len(recorder.sent) <= 1.5 / push.MIN_INTERVAL_S + 2
+
+
+def test_hints_from_many_threads_share_one_sender_thread(recorder):
+    threads = [threading.Thread(target=lambda: [push.hint("transfers") for _ in range(200)]) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert push.flush()
+    assert 1 <= len(recorder.sent) <= 2
+    assert sum(t.name == "console-live-hints" for t in threading.enumerate()) == 1
+
+
+def test_a_failing_channel_layer_never_reaches_the_caller(recorder):
+    recorder.fail = True
+    push.hint("events")  # no exception
+    assert push.flush()
+    assert push._current().in_flight == 0
+
+
+def test_a_forked_child_starts_its_own_sender(recorder):
+    parent = push._current()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's thread did not come along
+        try:
+            child = push._current()
+            ok = child is not parent and child.pid == os.getpid() and child.thread.is_alive()
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert push._current() is parent
