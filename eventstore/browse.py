@@ -1,0 +1,226 @@
+"""Browsing the log: the reads behind the console's stream finder, event detail and catalog.
+
+Every query here is bounded by an index and a limit, so it stays cheap on a log of millions of
+events: categories by a skip scan of the (category, ...) index, a category's streams by walking
+that index backwards, an event by its unique id, and its causation and correlation neighbours by
+a window of positions around it (the BRIN index on positions) rather than by an index on the
+metadata, which every append would pay for. Counts by category or event type are exact on a
+small log and estimated from the planner's statistics on a big one (`Counts.exact` says which).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any, Literal, NamedTuple
+from uuid import UUID
+
+from psycopg import sql
+
+from eventstore.aggregate import AggregateNotFound, Repository
+from eventstore.records import Checkpoint, RecordedEvent
+from eventstore.store import _INT_LOADER, COLUMNS, TABLE, XID8_OID, EventStore
+
+# Below this many rows (by the planner's estimate) counting them exactly costs less than a blink.
+EXACT_COUNT_BELOW = 200_000
+# How far from an event (in positions, each way) its causes, effects and correlated events are looked for.
+NEIGHBOUR_WINDOW = 20_000
+NEIGHBOUR_LIMIT = 100
+
+
+class StreamSummary(NamedTuple):
+    stream_id: UUID
+    category: str
+    version: int
+    created_at: datetime  # of version 1
+    last_recorded_at: datetime  # of the current version
+    cursor: str  # where the next (older) page of its category starts
+
+
+class Counts(NamedTuple):
+    by_key: dict[str, int]
+    exact: bool
+
+
+class Neighbours(NamedTuple):
+    """Events near one event: what it caused, and what shares its correlation id."""
+
+    caused: list[RecordedEvent]
+    correlated: list[RecordedEvent]
+    window: tuple[int, int]  # the positions that were searched (inclusive)
+    truncated: bool  # the limit was reached: there may be more
+
+
+# A skip scan: one index probe per distinct category instead of reading every row.
+CATEGORIES = sql.SQL(
+    "WITH RECURSIVE c(category) AS ("
+    " (SELECT category FROM {table} ORDER BY category LIMIT 1)"
+    " UNION ALL"
+    " SELECT (SELECT e.category FROM {table} e WHERE e.category > c.category ORDER BY e.category LIMIT 1)"
+    " FROM c WHERE c.category IS NOT NULL"
+    ") SELECT category FROM c WHERE category IS NOT NULL"
+).format(table=TABLE)
+
+# A category's streams, newest first: its index walked backwards from the cursor, version 1 only;
+# each stream's current version from the primary key.
+STREAMS_OF = sql.SQL(
+    "SELECT f.stream_id, f.category, l.version, f.recorded_at, l.recorded_at, f.tx_id, f.global_position "
+    "FROM (SELECT stream_id, category, recorded_at, tx_id, global_position FROM {table} "
+    "      WHERE category = %(category)s AND version = 1 "
+    "      AND (tx_id, global_position) < (%(tx)s::text::xid8, %(pos)s) "
+    "      ORDER BY tx_id DESC, global_position DESC LIMIT %(limit)s) AS f "
+    "CROSS JOIN LATERAL (SELECT version, recorded_at FROM {table} "
+    "      WHERE stream_id = f.stream_id ORDER BY version DESC LIMIT 1) AS l "
+    "ORDER BY f.tx_id DESC, f.global_position DESC"
+).format(table=TABLE)
+
+STREAM_HEAD = sql.SQL(
+    "SELECT category, version, recorded_at FROM {table} WHERE stream_id = %s ORDER BY version DESC LIMIT 1"
+).format(table=TABLE)
+
+# Streams whose id starts with a hex prefix: a range of the primary key.
+STREAMS_IN_RANGE = sql.SQL(
+    "SELECT DISTINCT ON (stream_id) stream_id FROM {table} "
+    "WHERE stream_id BETWEEN %s AND %s ORDER BY stream_id LIMIT %s"
+).format(table=TABLE)
+
+EVENT = sql.SQL("SELECT {cols} FROM {table} WHERE event_id = %s").format(cols=COLUMNS, table=TABLE)
+
+NEIGHBOURS = sql.SQL(
+    "SELECT {cols} FROM {table} WHERE global_position BETWEEN %(lo)s AND %(hi)s "
+    "AND (metadata->>'causation_id' = %(id)s OR metadata->>'correlation_id' = %(correlation)s) "
+    "ORDER BY global_position LIMIT %(limit)s"
+).format(cols=COLUMNS, table=TABLE)
+
+ESTIMATED_ROWS = sql.SQL("SELECT reltuples::bigint FROM pg_class WHERE oid = {table}::regclass").format(
+    table=sql.Literal("eventstore_event")
+)
+ESTIMATED_BY = sql.SQL(
+    "SELECT most_common_vals::text::text[], most_common_freqs FROM pg_stats "
+    "WHERE schemaname = current_schema() AND tablename = 'eventstore_event' AND attname = %s"
+)
+
+
+@functools.cache
+def _exact_by(column: str) -> sql.Composed:
+    return sql.SQL("SELECT {col}, count(*) FROM {table} GROUP BY {col}").format(col=sql.Identifier(column), table=TABLE)
+
+
+class LogBrowser:
+    """Read-only views of the log for people: cheap on a big log, never in the append path."""
+
+    def __init__(self, store: EventStore | None = None) -> None:
+        self.store = store or EventStore()
+
+    def categories(self) -> list[str]:
+        with self.store._cursor() as cur:
+            return [row[0] for row in cur.execute(CATEGORIES)]
+
+    def counts(self, column: Literal["category", "event_type"]) -> Counts:
+        """Events per category or per type: exact on a small log, else the planner's estimate."""
+        with self.store._cursor() as cur:
+            rows = cur.execute(ESTIMATED_ROWS).fetchone()[0]
+            if rows < EXACT_COUNT_BELOW:  # includes -1: never analysed, so surely young
+                return Counts(dict(cur.execute(_exact_by(column)).fetchall()), exact=True)
+            found = cur.execute(ESTIMATED_BY, [column]).fetchone()
+        if not found or found[0] is None:
+            return Counts({}, exact=False)
+        values, freqs = found
+        return Counts({v: round(f * rows) for v, f in zip(values, freqs, strict=True)}, exact=False)
+
+    def streams(self, category: str, *, before: Checkpoint | None = None, limit: int = 50) -> list[StreamSummary]:
+        """A category's streams, newest first, starting below `before` (a cursor from the last page)."""
+        upper = before or Checkpoint(2**63 - 1, 2**63 - 1)
+        params = {"category": category, "tx": str(upper.tx_id), "pos": upper.position, "limit": limit}
+        with self.store._cursor() as cur:
+            cur.adapters.register_loader(XID8_OID, _INT_LOADER)
+            rows = cur.execute(STREAMS_OF, params).fetchall()
+        return [StreamSummary(*row[:5], Checkpoint(row[5], row[6]).encode()) for row in rows]
+
+    def stream_head(self, stream_id: UUID) -> tuple[str, int, datetime] | None:
+        """(category, current version, time of the current version), or None for no such stream."""
+        with self.store._cursor() as cur:
+            return cur.execute(STREAM_HEAD, [stream_id]).fetchone()
+
+    def streams_with_prefix(self, prefix: str, limit: int = 20) -> list[UUID]:
+        """Streams whose id starts with `prefix` (hex digits, dashes ignored)."""
+        digits = prefix.replace("-", "").lower()
+        if not digits or len(digits) > 32 or any(c not in "0123456789abcdef" for c in digits):
+            return []
+        low, high = UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
+        with self.store._cursor() as cur:
+            return [row[0] for row in cur.execute(STREAMS_IN_RANGE, [low, high, limit])]
+
+    def event(self, event_id: UUID) -> RecordedEvent | None:
+        with self.store._read_cursor() as cur:
+            cur.execute(EVENT, [event_id])
+            events = self.store._fetch_events(cur)
+        return events[0] if events else None
+
+    def neighbours(self, event: RecordedEvent) -> Neighbours:
+        """The events `event` caused (their causation id is its id) and those sharing its correlation
+        id, within NEIGHBOUR_WINDOW positions of it: a process reacts soon after its cause, and a
+        window keeps the scan bounded where an index on the metadata would tax every append."""
+        lo, hi = max(1, event.position - NEIGHBOUR_WINDOW), event.position + NEIGHBOUR_WINDOW
+        correlation = event.metadata.get("correlation_id")
+        params = {
+            "lo": lo,
+            "hi": hi,
+            "id": str(event.event_id),
+            "correlation": str(correlation) if correlation else None,
+            "limit": NEIGHBOUR_LIMIT + 1,
+        }
+        with self.store._read_cursor() as cur:
+            cur.execute(NEIGHBOURS, params)
+            found = self.store._fetch_events(cur)
+        truncated = len(found) > NEIGHBOUR_LIMIT
+        found = found[:NEIGHBOUR_LIMIT]
+        me = str(event.event_id)
+        caused = [e for e in found if e.metadata.get("causation_id") == me and e.event_id != event.event_id]
+        correlated = [e for e in found if correlation and e.metadata.get("correlation_id") == str(correlation)]
+        return Neighbours(caused, correlated, (lo, hi), truncated)
+
+
+class StatePoint(NamedTuple):
+    """An aggregate at one version: its state, the state before, and the event between them."""
+
+    version: int
+    current: int  # the stream's current version
+    event: RecordedEvent  # the event that made `version`
+    state: dict[str, Any]
+    previous: dict[str, Any]  # before that event (the initial state for version 1)
+    changed: frozenset[str]  # the fields that differ between the two
+
+
+def state_at(
+    kind: type,
+    stream_id: UUID,
+    *,
+    version: int | None = None,
+    at: datetime | None = None,
+    store: EventStore | None = None,
+) -> StatePoint:
+    """The time machine: `kind`'s state at `version` (clamped to the stream's versions), or as it
+    was at time `at`, with the state before that version, so that a page can show what changed.
+
+    Loads the previous version through the repository (snapshots included) and folds the one
+    event that follows, the same fold every load uses. Raises AggregateNotFound when the stream
+    has no events (at that time)."""
+    repo: Repository[Any] = Repository(kind, store or EventStore())
+    current = repo.store.stream_version(stream_id)
+    if current == 0:
+        raise AggregateNotFound(f"no stream {stream_id}")
+    if at is not None:
+        found = repo.store.read_stream(stream_id, recorded_until=at, backwards=True, limit=1)
+    else:
+        wanted = current if version is None else min(max(version, 1), current)
+        found = repo.store.read_stream(stream_id, from_version=wanted, to_version=wanted)
+    if not found:
+        raise AggregateNotFound(f"{stream_id} had no events at {at}")
+    event = found[0]
+    agg: Any = kind
+    previous = agg.initial_state() if event.version == 1 else repo.load(stream_id, version=event.version - 1).state
+    state, _ = repo.fold(previous, event.version - 1, [event])
+    before, after = previous.model_dump(mode="json"), state.model_dump(mode="json")
+    changed = frozenset(k for k in after.keys() | before.keys() if after.get(k) != before.get(k))
+    return StatePoint(event.version, current, event, after, before, changed)
