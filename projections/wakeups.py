@@ -14,7 +14,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-from eventstore.records import AppendResult, bucket_of
+from eventstore.records import BUCKETS, AppendResult, bucket_of
 
 log = logging.getLogger(__name__)
 FLAG_MS = 1000
@@ -38,6 +38,12 @@ def wake(bucket: int) -> None:
         catch_up_bucket.apply_async((bucket,))
     except Exception:  # the command has committed: never fail it for a missed hint
         log.warning("could not schedule catch-up of bucket %s; the beat safety net will", bucket, exc_info=True)
+
+
+def wake_all() -> None:
+    """Wake every bucket: after a resume, a retry or a skip, any of them may have work."""
+    for bucket in range(BUCKETS):
+        wake(bucket)
 
 
 def on_append(using: str, result: AppendResult) -> None:
