@@ -135,7 +135,7 @@ def stream(request: HttpRequest, stream_id: UUID) -> HttpResponse:
         context.update(_time_machine(request, stream_id, aggregate_types[category]))
     if target == "tm-state":
         response = render(request, "console/stream.html#state", context)
-        if "point" in context:  # the address of what is shown, so reload and back work
+        if "point" in context and not context["following"]:  # the address of what is shown, for reload and back
             push_url(response, _url(stream_id, version=context["point"].version))
         return response
     return render(request, "console/stream.html", context)
@@ -180,6 +180,7 @@ def _time_machine(request: HttpRequest, stream_id: UUID, kind: type) -> dict[str
             "value": _show(value),
             "before": _show(point.previous.get(name)),
             "changed": name in point.changed,
+            "stream": _stream_in(value),
         }
         for name, value in point.state.items()
     ]
@@ -191,7 +192,20 @@ def _time_machine(request: HttpRequest, stream_id: UUID, kind: type) -> dict[str
         "at_value": raw_at or timezone.localtime(point.event.recorded_at).strftime("%Y-%m-%dT%H:%M:%S"),
         # the slider keeps its own value while it is dragged; other controls move it
         "move_slider": request.htmx.trigger != "tm-slider" if request.htmx else False,
+        # no version or time asked for: show the latest, and keep showing it as the stream grows
+        "following": not request.GET.get("version") and not raw_at,
     }
+
+
+def _stream_in(value: Any) -> UUID | None:
+    """The stream a field refers to (a transfer's accounts, say), so that the page can link it."""
+    if not isinstance(value, str) or len(value) != 36:
+        return None
+    try:
+        stream_id = UUID(value)
+    except ValueError:
+        return None
+    return stream_id if LogBrowser().stream_head(stream_id) is not None else None
 
 
 def _show(value: Any) -> str:

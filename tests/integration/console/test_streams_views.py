@@ -77,7 +77,7 @@ def events_of(column: str, value: str) -> int:
 
 def catalog_count(html: str, event_type: str) -> str:
     row = re.search(rf'<tr id="{re.escape(event_type)}">(.*?)</tr>', html, re.S).group(1)
-    return re.search(r'<td class="num">(.*?)</td>', row, re.S).group(1).strip()
+    return re.sub(r"<[^>]+>", "", re.search(r'<td class="num">(.*?)</td>', row, re.S).group(1)).strip()
 
 
 def highlighted(html: str) -> set[str]:
@@ -182,6 +182,18 @@ def test_the_time_machine_at_a_time_between_two_deposits(viewer, account):
     assert "is not a time" in viewer.get(stream_url(account, at="yesterday")).content.decode()
 
 
+def test_a_field_that_names_a_stream_links_to_it(viewer, account):
+    other, transfer = uuid4(), uuid4()
+    handlers.account_open(account_id=other, owner="Bo", currency="EUR", ctx=CommandContext(actor="test"))
+    handlers.transfer_request(
+        transfer_id=transfer, from_account=account, to_account=other, amount=100, ctx=CommandContext(actor="test")
+    )
+    html = viewer.get(stream_url(transfer, version=1)).content.decode()
+    assert reverse("console:stream", args=[account]) in field_row(html, "from_account")
+    assert reverse("console:stream", args=[other]) in field_row(html, "to_account")
+    assert "<a " not in field_row(html, "currency")
+
+
 def test_htmx_gets_the_state_fragment_and_the_address_to_push(viewer, account):
     response = viewer.get(stream_url(account, version=3), headers={"HX-Request": "true", "HX-Target": "tm-state"})
     html = response.content.decode()
@@ -195,6 +207,18 @@ def test_htmx_gets_the_state_fragment_and_the_address_to_push(viewer, account):
         headers={"HX-Request": "true", "HX-Target": "tm-state", "HX-Trigger": "tm-slider"},
     ).content.decode()
     assert 'id="tm-slider"' not in dragged  # never swap the slider under the user's pointer
+    assert "live:stream-" not in html  # a chosen version stays put
+
+
+def test_the_latest_state_follows_the_stream(viewer, account):
+    fragment = {"HX-Request": "true", "HX-Target": "tm-state"}
+    before = viewer.get(stream_url(account), headers=fragment)
+    assert f'hx-trigger="live:stream-{account} from:body' in before.content.decode()
+    assert "HX-Push-Url" not in before  # the address stays the stream's own
+    handlers.account_withdraw(account_id=account, amount=500, ctx=CommandContext(actor="test"))
+    after = viewer.get(stream_url(account), headers=fragment).content.decode()
+    assert "Version 5 of 5" in after and shown_value(after, "balance") == str(sum(DEPOSITS) - 500)
+    assert 'max="5" value="5"' in after  # and the slider with it
 
 
 def test_htmx_refreshes_the_event_list_when_the_stream_grows(viewer, account):
