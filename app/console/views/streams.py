@@ -34,6 +34,7 @@ EVENTS_PAGE = 50
 VERSION_LIST_SPAN = 10  # versions listed each side of the one shown
 COUNTS_TTL_S = 30
 MIN_PREFIX = 4  # hex digits, for a search by the start of an id
+WIDER = 10  # how much wider "search further" looks for an event's effects and correlation
 
 
 def category_counts(browser: LogBrowser) -> Counts:
@@ -79,10 +80,8 @@ def streams(request: HttpRequest) -> HttpResponse:
             before = Checkpoint.decode(request.GET["before"]) if request.GET.get("before") else None
         except ValueError:
             before = None
-        rows = browser.streams(category, before=before, limit=STREAMS_PAGE + 1)
-        context["streams"] = rows[:STREAMS_PAGE]
-        context["older"] = rows[STREAMS_PAGE - 1].cursor if len(rows) > STREAMS_PAGE else None
-        context["paged"] = before is not None
+        page = browser.streams(category, before=before, limit=STREAMS_PAGE)
+        context.update(streams=page.streams, older=page.older, paged=before is not None)
     return render(request, "console/streams.html", context)
 
 
@@ -235,7 +234,8 @@ def event(request: HttpRequest, event_id: UUID) -> HttpResponse:
         "metadata": orjson.dumps(found.metadata, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode(),
         "causation": causation,
         "cause": cause,
-        "neighbours": browser.neighbours(found),
+        "neighbours": browser.neighbours(found, widen=WIDER if request.GET.get("wider") else 1),
+        "wider": bool(request.GET.get("wider")),
         "registered": found.type in registry,
     }
     return render(request, "console/event.html", context)

@@ -21,7 +21,7 @@ from app.ledger import handlers
 from app.ledger.handlers import CommandContext
 from eventstore import browse
 from eventstore.browse import LogBrowser
-from eventstore.records import NewEvent
+from eventstore.records import Checkpoint, NewEvent
 from tests.support import Added, Noted, Opened
 
 DEPOSITS = (1_500, 2_500, 4_000)
@@ -120,6 +120,21 @@ def test_the_streams_of_a_category_page_with_a_cursor(viewer, monkeypatch):
     older = re.search(r'href="([^"]*before=[^"]+)"', first).group(1).replace("&amp;", "&")
     second = viewer.get(older).content.decode()
     assert str(ids[0]) in second and str(ids[1]) not in second and str(ids[2]) not in second
+
+
+def test_a_page_of_streams_looks_at_a_bounded_number_of_events(viewer, monkeypatch):
+    monkeypatch.setattr(browse, "STREAM_SCAN", 3)
+    old, busy = uuid4(), uuid4()
+    handlers.account_open(account_id=old, owner="Old", currency="EUR", ctx=CommandContext(actor="test"))
+    handlers.account_open(account_id=busy, owner="Busy", currency="EUR", ctx=CommandContext(actor="test"))
+    for amount in (1, 2, 3):
+        handlers.account_deposit(account_id=busy, amount=amount, ctx=CommandContext(actor="test"))
+    first = LogBrowser().streams("account", limit=5)
+    assert first.streams == [] and first.older  # three deposits looked at, no stream began among them
+    second = LogBrowser().streams("account", before=Checkpoint.decode(first.older), limit=5)
+    assert [s.stream_id for s in second.streams][:2] == [busy, old]  # then the streams they belong to
+    html = viewer.get(reverse("console:streams"), {"category": "account"}).content.decode()
+    assert "Look further back" in html
 
 
 def test_search_by_id_goes_to_the_stream_and_an_unknown_id_says_so(viewer, account):
@@ -289,7 +304,7 @@ def test_an_event_caused_by_a_command_names_the_command(viewer, account):
 
 
 def test_the_neighbour_scan_is_bounded_by_a_window_of_positions(viewer, monkeypatch):
-    monkeypatch.setattr(browse, "NEIGHBOUR_WINDOW", 2)
+    monkeypatch.setattr(browse, "NEIGHBOURS_AFTER", 2)
     store = LogBrowser().store
     cause_id, near_id, far_id = uuid4(), uuid4(), uuid4()
     store.append(uuid4(), "tally", [NewEvent(Opened(name="a"), {}, cause_id)])
@@ -298,6 +313,11 @@ def test_the_neighbour_scan_is_bounded_by_a_window_of_positions(viewer, monkeypa
     store.append(uuid4(), "tally", [NewEvent(Opened(name="f"), {"causation_id": str(cause_id)}, far_id)])
     found = LogBrowser().neighbours(LogBrowser().event(cause_id))
     assert [e.event_id for e in found.caused] == [near_id]
+    wider = LogBrowser().neighbours(LogBrowser().event(cause_id), widen=3)
+    assert [e.event_id for e in wider.caused] == [near_id, far_id]
+    html = viewer.get(reverse("console:event", args=[cause_id])).content.decode()
+    assert str(far_id) not in html and f"/events/{cause_id}/?wider=1" in html
+    assert str(far_id) in viewer.get(reverse("console:event", args=[cause_id]), {"wider": "1"}).content.decode()
 
 
 # -- catalog -----------------------------------------------------------------------------------
