@@ -21,6 +21,8 @@ version, writes a snapshot every N events, and loads "as of version N" or
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
@@ -28,6 +30,7 @@ from uuid import UUID
 
 import orjson
 from django.conf import settings
+from django.db import transaction
 from psycopg import sql
 from pydantic import BaseModel
 
@@ -89,14 +92,51 @@ SNAPSHOT_PUT = sql.SQL(
 SNAPSHOT_DROP = sql.SQL("DELETE FROM eventstore_snapshot WHERE stream_id = %s")
 
 
+class StateCache:
+    """The latest folded state of recently used aggregates, in this process (an LRU).
+
+    A state at a version is a fact (events never change), so a cached one is never wrong, only
+    possibly old: a load reads just the events after it, and the append's expected-version check
+    still catches every race. Meant for command handling, where the same aggregates come back
+    again and again; reads for people (which may show personal data that has since been
+    forgotten) load without it. States must be immutable (frozen pydantic models): threads share them.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, UUID], tuple[int, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, category: str, stream_id: UUID) -> tuple[int, Any] | None:
+        with self._lock:
+            found = self._items.get((category, stream_id))
+            if found is not None:
+                self._items.move_to_end((category, stream_id))
+            return found
+
+    def put(self, category: str, stream_id: UUID, version: int, state: Any) -> None:
+        with self._lock:
+            known = self._items.get((category, stream_id))
+            if known is None or known[0] < version:
+                self._items[(category, stream_id)] = (version, state)
+                self._items.move_to_end((category, stream_id))
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 class Repository(Generic[A]):
     """Loads and saves aggregates of one type."""
 
     def __init__(
-        self, aggregate_type: type[A], store: EventStore | None = None, snapshot_every: int | None = None
+        self,
+        aggregate_type: type[A],
+        store: EventStore | None = None,
+        snapshot_every: int | None = None,
+        cache: StateCache | None = None,
     ) -> None:
         self.type = aggregate_type
         self.store = store or EventStore()
+        self.cache = cache
         every = snapshot_every if snapshot_every is not None else settings.EVENTSTORE["SNAPSHOT_EVERY"]
         self.snapshot_every = max(0, every)
 
@@ -104,7 +144,11 @@ class Repository(Generic[A]):
         """The aggregate folded to its latest version, to `version`, or as it was at time `at`."""
         agg_type: Any = self.type
         state, current = agg_type.initial_state(), 0
-        if at is None:
+        latest = version is None and at is None
+        cached = self.cache.get(agg_type.category, stream_id) if self.cache is not None and latest else None
+        if cached is not None:
+            current, state = cached
+        elif at is None:
             snapshot = self._snapshot(stream_id)
             if snapshot is not None and (version is None or snapshot[0] <= version):
                 current, state = snapshot
@@ -112,7 +156,16 @@ class Repository(Generic[A]):
         state, current = self.fold(state, current, events)
         if current == 0:
             raise AggregateNotFound(f"no {agg_type.category} {stream_id}")
+        if self.cache is not None and latest:
+            self._remember(stream_id, current, state)
         return agg_type(stream_id, state, current)
+
+    def _remember(self, stream_id: UUID, version: int, state: Any) -> None:
+        """Cache a state once what it was folded from is committed (at once outside a transaction):
+        a rolled-back append must never be remembered."""
+        cache, category = self.cache, self.type.category  # type: ignore[attr-defined]
+        assert cache is not None
+        transaction.on_commit(lambda: cache.put(category, stream_id, version, state), using=self.store.using)
 
     def fold(self, state: Any, version: int, events: list[RecordedEvent]) -> tuple[Any, int]:
         """Apply recorded events to a state: the one fold behind load, history and the time machine."""
@@ -144,6 +197,8 @@ class Repository(Generic[A]):
         result = self.store.append(agg.id, self.type.category, batch, expected_version=expected_version)  # type: ignore[attr-defined]
         before, agg.version = agg.version, result.version
         agg.pending_events = []
+        if self.cache is not None:
+            self._remember(agg.id, result.version, agg.state)
         if (
             self.snapshot_every
             and expected_version != ANY

@@ -15,7 +15,7 @@ from uuid import UUID, uuid4, uuid5
 from app.ledger.domain import errors
 from app.ledger.domain.account import Account
 from app.ledger.domain.transfer import Transfer, TransferState
-from eventstore.aggregate import AggregateNotFound, Repository
+from eventstore.aggregate import AggregateNotFound, Repository, StateCache
 from eventstore.errors import ConcurrencyError, DuplicateEventError
 from eventstore.records import NO_STREAM
 from eventstore.store import EventStore
@@ -67,6 +67,14 @@ def _store() -> EventStore:
     return EventStore()
 
 
+# The states commands act on, kept between commands in this process (see StateCache).
+STATES = StateCache()
+
+
+def _repo(kind: type[A]) -> Repository[A]:
+    return Repository(kind, _store(), cache=STATES)
+
+
 def _save(repo: Repository, aggregate: Any, ctx: CommandContext, command: str, expected: Any) -> CommandResult:
     result = repo.save(
         aggregate,
@@ -91,7 +99,7 @@ def _change(
     kind: type[A], stream_id: UUID, ctx: CommandContext, command: str, act: Callable[[A], None]
 ) -> CommandResult:
     """Load, act, save; on a lost race reload and act again, unless the caller named a version."""
-    repo: Repository[A] = Repository(kind, _store())
+    repo: Repository[A] = _repo(kind)
     for attempt in range(CONFLICT_RETRIES + 1):
         aggregate = _load(repo, stream_id)
         if ctx.expected_version is not None and aggregate.version != ctx.expected_version:
@@ -110,7 +118,7 @@ def account_open(
     *, account_id: UUID, owner: str, currency: str, overdraft_limit: int = 0, ctx: CommandContext
 ) -> CommandResult:
     account = Account.open(account_id, owner=owner, currency=currency, overdraft_limit=overdraft_limit)
-    return _save(Repository(Account, _store()), account, ctx, "OpenAccount", NO_STREAM)
+    return _save(_repo(Account), account, ctx, "OpenAccount", NO_STREAM)
 
 
 def account_deposit(*, account_id: UUID, amount: int, reference: str = "", ctx: CommandContext) -> CommandResult:
@@ -138,7 +146,7 @@ def transfer_request(
     *, transfer_id: UUID, from_account: UUID, to_account: UUID, amount: int, ctx: CommandContext
 ) -> CommandResult:
     """Check the request against both accounts now; the process manager completes it later."""
-    accounts = Repository(Account, _store())
+    accounts = _repo(Account)
     states = []
     for account_id in dict.fromkeys((from_account, to_account)):
         try:
@@ -148,7 +156,7 @@ def transfer_request(
     source = states[0]
     target = states[-1] if len(states) > 1 else (to_account, source[1])
     transfer = Transfer.request(transfer_id, source=source, target=target, amount=amount)
-    return _save(Repository(Transfer, _store()), transfer, ctx, "RequestTransfer", NO_STREAM)
+    return _save(_repo(Transfer), transfer, ctx, "RequestTransfer", NO_STREAM)
 
 
 # -- the transfer process manager's steps (app/ledger/process.py) -------------------------------
@@ -161,7 +169,7 @@ def _step(
 ) -> CommandResult | None:
     """Load, act, save with ids derived from the triggering event; on a lost race reload and act again."""
     ctx = replace(ctx, command_id=uuid5(ctx.command_id, step))
-    repo: Repository[A] = Repository(kind, _store())
+    repo: Repository[A] = _repo(kind)
     for attempt in range(CONFLICT_RETRIES + 1):
         aggregate = _load(repo, stream_id)
         act(aggregate)
@@ -178,7 +186,7 @@ def _step(
 
 
 def _transfer(transfer_id: UUID) -> TransferState:
-    return _load(Repository(Transfer, _store()), transfer_id).state
+    return _load(_repo(Transfer), transfer_id).state
 
 
 def transfer_debit(*, transfer_id: UUID, ctx: CommandContext) -> CommandResult | None:
