@@ -32,3 +32,9 @@ def duration(seconds: object) -> str:
         return f"{minutes} min {rest} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+@register.filter
+def words(value: object) -> str:
+    """An identifier as words: "transfer_out" -> "transfer out"."""
+    return str(value or "").replace("_", " ")

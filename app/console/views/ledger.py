@@ -1,20 +1,435 @@
-"""Console: Accounts (a placeholder until its page is built)."""
+"""Console: the ledger. Accounts (search, filter, pages) and an account's entries; transfers and
+their outcome; and for operators the forms that send ledger commands.
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.urls import path
+A command form posts to a view of its own. Success redirects (PRG) to the page that shows the
+result with `?consistent_with=<position>`, which waits (bounded) until the read models have
+applied it, so the new balance is there. A refusal (a business rule, an unknown account, a lost
+race, backpressure) is shown next to the form in the API's own words: htmx swaps just that form;
+without JavaScript the whole page comes back with it. Live parts re-fetch themselves on the
+"accounts" and "transfers" hints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+from urllib.parse import urlencode
+from uuid import UUID, uuid5
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from app.console import access
+from app.console.forms import CommandForm, MoneyForm, OpenAccountForm, ReasonForm, TransferForm
+from app.core.models import Role, has_role
+from app.ledger import handlers, selectors
+from app.ledger.domain.errors import LedgerError
+from app.ledger.handlers import CommandContext, CommandResult
+from eventstore.errors import ConcurrencyError, DuplicateEventError
+from projections import backpressure, status
+
+FORM_TEMPLATE = "console/command_form.html"
+PAGE_SIZE = 50
+ACCOUNT_READS = ["account_summary", "account_entries"]
+TRANSFER_READS = ["transfers"]
+
+
+# -- sending commands -------------------------------------------------------------------------
+class AlreadySent(Exception):
+    """The form's command was sent before (its events are in the log): nothing was done twice."""
+
+
+def refuse(form: forms.Form, code: str, detail: str) -> None:
+    """Show a refusal next to the form: a title from the API's error code, then its detail."""
+    form.refusal = {"code": code, "title": code.replace("_", " ").capitalize(), "detail": detail}  # type: ignore[attr-defined]
+    form.add_error(None, detail)
+
+
+def send(
+    request: HttpRequest,
+    form: CommandForm,
+    call: Callable[[CommandContext], CommandResult],
+    *,
+    creates: bool = False,
+) -> CommandResult | None:
+    """Send the form's command as the logged-in user; None (and the form refused) if it was not
+    done. Raises AlreadySent if this form's command is in the log already (for a command that
+    `creates` a stream, whose id comes from the form's command id: that stream exists)."""
+    if backpressure.too_far_behind():
+        refuse(
+            form,
+            "backpressure",
+            f"the read models are more than {settings.BACKPRESSURE_MAX_LAG} events behind: retry shortly",
+        )
+        return None
+    ctx = CommandContext(
+        actor=request.user.get_username(),
+        command_id=form.cleaned_data["command_id"],
+        request_id=request.headers.get("X-Request-ID"),
+    )
+    try:
+        return call(ctx)
+    except LedgerError as exc:
+        refuse(form, exc.code, exc.detail)
+    except handlers.NotFound as exc:
+        refuse(form, "not_found", str(exc))
+    except DuplicateEventError:
+        raise AlreadySent() from None
+    except ConcurrencyError as exc:
+        if creates:
+            raise AlreadySent() from None
+        refuse(form, "concurrency_conflict", f"the stream is at version {exc.actual}: it changed meanwhile, try again")
+    return None
+
+
+def consistent(request: HttpRequest, names: list[str]) -> bool:
+    """Wait (bounded) for `?consistent_with=`; True when the page may be behind the command."""
+    raw = request.GET.get("consistent_with", "")
+    if not raw.isdigit():
+        return False
+    return not status.wait_applied(names, int(raw), timeout=settings.CONSISTENCY_TIMEOUT_S)
+
+
+def done(request: HttpRequest, url: str, position: int | None, notice: str) -> HttpResponse:
+    """After a command: the page that shows its result (a whole-page redirect for htmx too)."""
+    messages.success(request, notice)
+    if position is not None:
+        url = f"{url}?{urlencode({'consistent_with': position})}"
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def form_error(
+    request: HttpRequest, form: forms.Form, spec: dict[str, Any], page: Callable[[], HttpResponse]
+) -> HttpResponse:
+    """A refused or invalid form: just the form for htmx, else the whole page with it (200)."""
+    if request.htmx:
+        return render(request, FORM_TEMPLATE, {**spec, "form": form})
+    return page()
+
+
+def _paged(select: Callable[..., selectors.Page[Any]], cursor: str | None) -> tuple[selectors.Page[Any], bool]:
+    """A page; a cursor that is not ours gives the first page (and the page says so)."""
+    try:
+        return select(cursor=cursor, limit=PAGE_SIZE), False
+    except selectors.InvalidCursor:
+        return select(cursor=None, limit=PAGE_SIZE), True
+
+
+def page_url(request: HttpRequest, **changes: Any) -> str:
+    """This page's URL with some query parameters changed, without `consistent_with` (for links
+    and live re-fetches: nothing to wait for there)."""
+    query = request.GET.copy()
+    query.pop("consistent_with", None)
+    for key, value in changes.items():
+        query.pop(key, None)
+        if value:
+            query[key] = value
+    return f"{request.path}?{query.urlencode()}" if query else request.path
+
+
+# -- accounts ---------------------------------------------------------------------------------
+def _open_spec() -> dict[str, Any]:
+    return {
+        "name": "open",
+        "heading": "Open an account",
+        "submit": "Open the account",
+        "action": reverse("console:account_open"),
+    }
+
+
+def _accounts_page(request: HttpRequest, open_form: OpenAccountForm | None = None) -> HttpResponse:
+    stale = consistent(request, ["account_summary"])
+    owner = request.GET.get("owner", "").strip()
+    wanted = request.GET.get("status", "")
+    wanted = wanted if wanted in selectors.STATUSES else ""
+    cursor = request.GET.get("cursor") or None
+    found, bad_cursor = _paged(partial(selectors.account_list, owner=owner or None, status=wanted or None), cursor)
+    context = {
+        "title": "Accounts",
+        "accounts": found.items,
+        "next_url": page_url(request, cursor=found.next_cursor) if found.next_cursor else None,
+        "first_url": page_url(request, cursor=None) if cursor else None,
+        "owner": owner,
+        "status": wanted,
+        "statuses": selectors.STATUSES,
+        "bad_cursor": bad_cursor,
+        "stale": stale,
+        "live_url": page_url(request),
+    }
+    if request.htmx and request.htmx.target == "accounts-list":
+        return render(request, "console/accounts.html#list", context)
+    if has_role(request.user, Role.OPERATOR):
+        context["open"] = {**_open_spec(), "form": open_form or OpenAccountForm(auto_id="open-%s")}
+    return render(request, "console/accounts.html", {**context, "live_topics": "accounts"})
 
 
 @access.viewer
 def accounts(request: HttpRequest) -> HttpResponse:
-    return render(request, "console/placeholder.html", {"title": "Accounts"})
+    return _accounts_page(request)
+
+
+@require_POST
+@access.operator
+def account_open(request: HttpRequest) -> HttpResponse:
+    form = OpenAccountForm(request.POST, auto_id="open-%s")
+    if form.is_valid():
+        account_id = uuid5(form.cleaned_data["command_id"], "account")
+        url = reverse("console:account", args=[account_id])
+        try:
+            result = send(
+                request,
+                form,
+                lambda ctx: handlers.account_open(
+                    account_id=account_id,
+                    owner=form.cleaned_data["owner"],
+                    currency=form.cleaned_data["currency"],
+                    overdraft_limit=form.cleaned_data["overdraft_limit"],
+                    ctx=ctx,
+                ),
+                creates=True,
+            )
+        except AlreadySent:
+            return done(request, url, None, "This form was sent before: the account was opened once.")
+        if result is not None:
+            return done(request, url, result.position, f"Opened an account for {form.cleaned_data['owner']}.")
+    return form_error(request, form, _open_spec(), lambda: _accounts_page(request, form))
+
+
+@dataclass(frozen=True)
+class AccountAction:
+    form: type[CommandForm]
+    heading: str
+    submit: str
+    handler: Callable[..., CommandResult]
+    notice: str  # formatted with the form's cleaned data and the account's currency
+    style: str = ""
+    when: tuple[str, ...] = ("open", "frozen")  # the account statuses that show the form
+
+
+ACCOUNT_ACTIONS = {
+    "deposit": AccountAction(
+        MoneyForm, "Deposit", "Deposit", handlers.account_deposit, "Deposited {amount} {currency}."
+    ),
+    "withdraw": AccountAction(
+        MoneyForm, "Withdraw", "Withdraw", handlers.account_withdraw, "Withdrew {amount} {currency}."
+    ),
+    "freeze": AccountAction(
+        ReasonForm,
+        "Freeze",
+        "Freeze the account",
+        handlers.account_freeze,
+        "The account is frozen: no withdrawals or outgoing transfers.",
+        style="secondary",
+        when=("open",),
+    ),
+    "unfreeze": AccountAction(
+        ReasonForm,
+        "Unfreeze",
+        "Unfreeze the account",
+        handlers.account_unfreeze,
+        "The account is open again.",
+        style="secondary",
+        when=("frozen",),
+    ),
+    "close": AccountAction(
+        ReasonForm,
+        "Close",
+        "Close the account",
+        handlers.account_close,
+        "The account is closed.",
+        style="danger",
+    ),
+}
+
+
+def _action_spec(account_id: UUID, name: str) -> dict[str, Any]:
+    action = ACCOUNT_ACTIONS[name]
+    return {
+        "name": name,
+        "heading": action.heading,
+        "submit": action.submit,
+        "style": action.style,
+        "action": reverse("console:account_action", args=[account_id, name]),
+    }
+
+
+def _account_page(request: HttpRequest, account_id: UUID, bound: tuple[str, CommandForm] | None = None) -> HttpResponse:
+    stale = consistent(request, ACCOUNT_READS)
+    account = selectors.account_get(account_id)
+    if account is None:
+        context = {"title": "No such account", "account_id": account_id, "stale": stale}
+        return render(request, "console/account.html", context, status=404)
+    cursor = request.GET.get("cursor") or None
+    entries, bad_cursor = _paged(partial(selectors.entry_list, account_id), cursor)
+    context: dict[str, Any] = {
+        "title": account.owner,
+        "account": account,
+        "entries": entries.items,
+        "next_url": page_url(request, cursor=entries.next_cursor) if entries.next_cursor else None,
+        "first_url": page_url(request, cursor=None) if cursor else None,
+        "bad_cursor": bad_cursor,
+        "stale": stale,
+        "live_url": page_url(request),
+    }
+    if request.htmx and request.htmx.target == "account-live":
+        return render(request, "console/account.html#live", context)
+    if has_role(request.user, Role.OPERATOR):
+        context["forms"] = [
+            {**_action_spec(account_id, name), "form": _form_for(name, account_id, bound)}
+            for name, action in ACCOUNT_ACTIONS.items()
+            if account.status in action.when
+        ]
+    return render(request, "console/account.html", {**context, "live_topics": "accounts"})
+
+
+def _form_for(name: str, account_id: UUID, bound: tuple[str, CommandForm] | None) -> CommandForm:
+    if bound is not None and bound[0] == name:
+        return bound[1]
+    return ACCOUNT_ACTIONS[name].form(auto_id=f"{name}-%s")
+
+
+@access.viewer
+def account(request: HttpRequest, account_id: UUID) -> HttpResponse:
+    return _account_page(request, account_id)
+
+
+@require_POST
+@access.operator
+def account_action(request: HttpRequest, account_id: UUID, action: str) -> HttpResponse:
+    if action not in ACCOUNT_ACTIONS:
+        raise Http404(f"no action {action!r}")
+    spec = ACCOUNT_ACTIONS[action]
+    form = spec.form(request.POST, auto_id=f"{action}-%s")
+    url = reverse("console:account", args=[account_id])
+    if form.is_valid():
+        data = {k: v for k, v in form.cleaned_data.items() if k != "command_id"}
+        try:
+            result = send(request, form, lambda ctx: spec.handler(account_id=account_id, ctx=ctx, **data))
+        except AlreadySent:
+            return done(request, url, None, "This form was sent before: it was done once.")
+        if result is not None:
+            found = selectors.account_get(account_id)
+            notice = spec.notice.format(currency=found.currency if found else "", **data)
+            return done(request, url, result.position, notice)
+    return form_error(
+        request, form, _action_spec(account_id, action), lambda: _account_page(request, account_id, (action, form))
+    )
+
+
+# -- transfers --------------------------------------------------------------------------------
+def _transfer_spec() -> dict[str, Any]:
+    return {
+        "name": "transfer",
+        "heading": "Request a transfer",
+        "submit": "Request the transfer",
+        "action": reverse("console:transfer_request"),
+    }
+
+
+def _uuid(value: str | None) -> UUID | None:
+    try:
+        return UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+def _transfers_page(request: HttpRequest, transfer_form: TransferForm | None = None) -> HttpResponse:
+    wanted = request.GET.get("status", "")
+    wanted = wanted if wanted in selectors.TRANSFER_STATUSES else ""
+    account_filter = _uuid(request.GET.get("account"))
+    cursor = request.GET.get("cursor") or None
+    found, bad_cursor = _paged(partial(selectors.transfer_list, status=wanted or None, account=account_filter), cursor)
+    names = selectors.owners([t.from_account for t in found.items] + [t.to_account for t in found.items])
+    context: dict[str, Any] = {
+        "title": "Transfers",
+        "transfers": [
+            {"t": t, "from_owner": names.get(t.from_account), "to_owner": names.get(t.to_account)} for t in found.items
+        ],
+        "next_url": page_url(request, cursor=found.next_cursor) if found.next_cursor else None,
+        "first_url": page_url(request, cursor=None) if cursor else None,
+        "status": wanted,
+        "statuses": selectors.TRANSFER_STATUSES,
+        "account_filter": account_filter,
+        "account_filter_owner": selectors.owners([account_filter]).get(account_filter) if account_filter else None,
+        "bad_cursor": bad_cursor,
+        "live_url": page_url(request),
+    }
+    if request.htmx and request.htmx.target == "transfers-list":
+        return render(request, "console/transfers.html#list", context)
+    if has_role(request.user, Role.OPERATOR):
+        initial = {"from_account": _uuid(request.GET.get("from"))}
+        form = transfer_form or TransferForm(auto_id="transfer-%s", initial=initial)
+        context["request_form"] = {**_transfer_spec(), "form": form}
+    return render(request, "console/transfers.html", {**context, "live_topics": "transfers"})
 
 
 @access.viewer
 def transfers(request: HttpRequest) -> HttpResponse:
-    return render(request, "console/placeholder.html", {"title": "Transfers"})
+    return _transfers_page(request)
 
 
-urlpatterns = [path("accounts/", accounts, name="accounts"), path("transfers/", transfers, name="transfers")]
+@require_POST
+@access.operator
+def transfer_request(request: HttpRequest) -> HttpResponse:
+    form = TransferForm(request.POST, auto_id="transfer-%s")
+    if form.is_valid():
+        transfer_id = uuid5(form.cleaned_data["command_id"], "transfer")
+        url = reverse("console:transfer", args=[transfer_id])
+        try:
+            result = send(
+                request,
+                form,
+                lambda ctx: handlers.transfer_request(
+                    transfer_id=transfer_id,
+                    from_account=form.cleaned_data["from_account"],
+                    to_account=form.cleaned_data["to_account"],
+                    amount=form.cleaned_data["amount"],
+                    ctx=ctx,
+                ),
+                creates=True,
+            )
+        except AlreadySent:
+            return done(request, url, None, "This form was sent before: the transfer was requested once.")
+        if result is not None:
+            return done(request, url, result.position, "Transfer requested: it completes (or fails) in a moment.")
+    return form_error(request, form, _transfer_spec(), lambda: _transfers_page(request, form))
+
+
+@access.viewer
+def transfer(request: HttpRequest, transfer_id: UUID) -> HttpResponse:
+    stale = consistent(request, TRANSFER_READS)
+    found = selectors.transfer_get(transfer_id)
+    if found is None:
+        context = {"title": "No such transfer", "transfer_id": transfer_id, "stale": stale}
+        return render(request, "console/transfer.html", context, status=404)
+    names = selectors.owners([found.from_account, found.to_account])
+    context = {
+        "title": "Transfer",
+        "transfer": found,
+        "from_owner": names.get(found.from_account),
+        "to_owner": names.get(found.to_account),
+        "stale": stale,
+        "live_url": page_url(request),
+    }
+    if request.htmx and request.htmx.target == "transfer-live":
+        return render(request, "console/transfer.html#live", context)
+    return render(request, "console/transfer.html", {**context, "live_topics": "transfers"})
+
+
+urlpatterns = [
+    path("accounts/", accounts, name="accounts"),
+    path("accounts/open/", account_open, name="account_open"),
+    path("accounts/<uuid:account_id>/", account, name="account"),
+    path("accounts/<uuid:account_id>/<str:action>/", account_action, name="account_action"),
+    path("transfers/", transfers, name="transfers"),
+    path("transfers/request/", transfer_request, name="transfer_request"),
+    path("transfers/<uuid:transfer_id>/", transfer, name="transfer"),
+]

@@ -1,0 +1,291 @@
+"""The console's ledger pages and operator forms through Django's test client: lists, detail,
+commands sent as the logged-in user, refusals shown next to the form, role checks and CSRF.
+The projections run here in-process (caught_up), as in the API's read-model tests."""
+
+from __future__ import annotations
+
+import re
+from uuid import UUID, uuid4
+
+import pytest
+from django.urls import reverse
+
+from app.console.views import ledger as ledger_views
+from app.ledger import handlers
+from app.ledger.handlers import CommandContext
+from eventstore.store import EventStore
+from projections import backpressure, status
+from tests.conftest import wait_for
+from tests.integration.api.test_read_models import catch_up_all
+from tests.integration.console.clients import console_client, htmx
+
+
+def caught_up() -> None:
+    """Apply every committed event to the read models, here. Another session's open transaction
+    (in any database of the server) may hold the read horizon a moment: go on until none is left."""
+
+    def drained() -> bool:
+        catch_up_all()
+        return status.max_lag() == 0
+
+    wait_for(drained, timeout=30, what="the read models to catch up")
+
+
+def ctx() -> CommandContext:
+    return CommandContext(actor="test")
+
+
+def open_account(owner: str = "Ann Console", balance: int = 0) -> UUID:
+    account = handlers.account_open(account_id=uuid4(), owner=owner, currency="EUR", ctx=ctx()).stream_id
+    if balance:
+        handlers.account_deposit(account_id=account, amount=balance, ctx=ctx())
+    return account
+
+
+def command_id(html: str, form: str) -> str:
+    found = re.search(rf'id="form-{form}".*?name="command_id" value="([^"]+)"', html, re.S)
+    assert found, f"no {form} form"
+    return found.group(1)
+
+
+def post_form(client, page: str, form: str, action: str, data: dict, **headers):  # type: ignore[no-untyped-def]
+    """Fill in a form as shown on `page` (its command id included) and send it."""
+    return client.post(action, {"command_id": command_id(client.get(page).content.decode(), form), **data}, **headers)
+
+
+def account_url(account: UUID) -> str:
+    return reverse("console:account", args=[account])
+
+
+def action_url(account: UUID, action: str) -> str:
+    return reverse("console:account_action", args=[account, action])
+
+
+@pytest.fixture
+def operator(transactional_db):
+    return console_client("olga", "operator")
+
+
+@pytest.fixture
+def viewer(transactional_db):
+    return console_client("vic", "viewer")
+
+
+def test_a_viewer_reads_every_ledger_page_without_forms(viewer):
+    account = open_account("Vera Viewer", balance=500)
+    other = open_account("Otto Other")
+    transfer = handlers.transfer_request(
+        transfer_id=uuid4(), from_account=account, to_account=other, amount=100, ctx=ctx()
+    ).stream_id
+    caught_up()
+    pages = {
+        reverse("console:accounts"): "Vera Viewer",
+        account_url(account): "+500",
+        reverse("console:transfers"): "Otto Other",
+        reverse("console:transfer", args=[transfer]): "pending",
+    }
+    for url, text in pages.items():
+        response = viewer.get(url)
+        html = response.content.decode()
+        assert response.status_code == 200 and text in html, url
+        assert "command-form" not in html and "command_id" not in html, url
+
+
+def test_a_viewer_posting_any_ledger_command_gets_403_and_nothing_is_appended(viewer):
+    account = open_account("Untouched", balance=50)
+    before = len(EventStore().read_stream(account))
+    posts = {
+        reverse("console:account_open"): {"owner": "X", "currency": "EUR", "overdraft_limit": 0},
+        reverse("console:transfer_request"): {"from_account": account, "to_account": uuid4(), "amount": 1},
+        **{action_url(account, a): {"amount": 10, "reason": "r"} for a in ledger_views.ACCOUNT_ACTIONS},
+    }
+    for url, data in posts.items():
+        assert viewer.post(url, {"command_id": uuid4(), **data}).status_code == 403, url
+        assert viewer.post(url, {"command_id": uuid4(), **data}, **htmx("form")).status_code == 403, url
+    assert len(EventStore().read_stream(account)) == before
+
+
+def test_an_operator_opens_an_account_and_lands_on_it_with_its_balance(operator):
+    response = post_form(
+        operator,
+        reverse("console:accounts"),
+        "open",
+        reverse("console:account_open"),
+        {"owner": "Olive Opened", "currency": "eur", "overdraft_limit": "250"},
+    )
+    assert response.status_code == 302
+    path, query = response.url.split("?")
+    account = UUID(path.rstrip("/").rsplit("/", 1)[1])
+    [opened] = EventStore().read_stream(account)
+    assert opened.data == {"owner": "Olive Opened", "currency": "EUR", "overdraft_limit": 250}
+    assert opened.metadata["actor"] == "olga" and opened.metadata["command"] == "OpenAccount"
+    assert query == f"consistent_with={opened.position}"
+    caught_up()
+    html = operator.get(response.url).content.decode()
+    assert "Olive Opened" in html and "Opened an account for Olive Opened." in html
+    assert "not caught up" not in html and 'id="form-deposit"' in html and 'id="form-freeze"' in html
+
+
+def test_a_deposit_shows_the_new_balance_after_the_redirect(operator):
+    account = open_account("Dee Positor", balance=100)
+    caught_up()
+    response = post_form(
+        operator, account_url(account), "deposit", action_url(account, "deposit"), {"amount": "250", "reference": "x"}
+    )
+    assert response.status_code == 302 and "consistent_with=" in response.url
+    caught_up()
+    html = operator.get(response.url).content.decode()
+    assert re.search(r'id="balance">350 ', html) and "Deposited 250 EUR." in html
+    assert EventStore().read_stream(account)[-1].metadata["actor"] == "olga"
+
+
+def test_a_command_the_read_models_have_not_applied_says_the_page_may_be_behind(operator, settings):
+    settings.CONSISTENCY_TIMEOUT_S = 0.2
+    account = open_account("Stale Steve")
+    caught_up()
+    result = handlers.account_deposit(account_id=account, amount=5, ctx=ctx())
+    html = operator.get(f"{account_url(account)}?consistent_with={result.position}").content.decode()
+    assert "have not caught up with your command yet" in html
+
+
+def test_withdrawing_more_than_the_balance_shows_the_apis_words_next_to_the_form(operator):
+    account = open_account("Wanda Withdraw", balance=100)
+    caught_up()
+    page = account_url(account)
+    response = post_form(operator, page, "withdraw", action_url(account, "withdraw"), {"amount": "500"})
+    html = response.content.decode()
+    assert response.status_code == 200 and "Wanda Withdraw" in html  # the whole page, without JavaScript
+    refusal = re.search(r'<p class="form-error refusal" role="alert" data-code="([a-z_]+)">(.*?)</p>', html, re.S)
+    assert refusal.group(1) == "insufficient_funds"
+    assert "Insufficient funds:</strong> withdrawing 500 would take the balance of 100 below" in refusal.group(2)
+    assert 'value="500"' in html  # what was typed stays
+    fragment = post_form(operator, page, "withdraw", action_url(account, "withdraw"), {"amount": "500"}, **htmx("x"))
+    body = fragment.content.decode()
+    assert fragment.status_code == 200 and body.lstrip().startswith('<form id="form-withdraw"')  # only the form
+    assert "withdrawing 500 would take the balance of 100" in body and "<html" not in body
+    assert len(EventStore().read_stream(account)) == 2
+
+
+def test_invalid_input_is_shown_per_field(operator):
+    account = open_account("Ivan Invalid")
+    caught_up()
+    response = post_form(operator, account_url(account), "deposit", action_url(account, "deposit"), {"amount": "0"})
+    assert response.status_code == 200
+    assert "Ensure this value is greater than or equal to 1." in response.content.decode()
+    opened = post_form(
+        operator,
+        reverse("console:accounts"),
+        "open",
+        reverse("console:account_open"),
+        {"owner": "", "currency": "EURO", "overdraft_limit": "-1"},
+        **htmx("form-open"),
+    ).content.decode()
+    assert "This field is required." in opened and "a three-letter ISO 4217 code" in opened
+    assert "greater than or equal to 0" in opened
+
+
+def test_a_form_sent_twice_is_done_once(operator):
+    account = open_account("Twice Tina")
+    caught_up()
+    html = operator.get(account_url(account)).content.decode()
+    data = {"command_id": command_id(html, "deposit"), "amount": "10"}
+    assert operator.post(action_url(account, "deposit"), data).status_code == 302
+    again = operator.post(action_url(account, "deposit"), data)
+    assert again.status_code == 302 and "consistent_with" not in again.url
+    assert [e.type for e in EventStore().read_stream(account)].count("ledger.FundsDeposited") == 1
+    assert "This form was sent before" in operator.get(again.url).content.decode()
+
+
+def test_freeze_unfreeze_and_close_with_their_refusals(operator):
+    account = open_account("Fran Freeze", balance=40)
+    caught_up()
+    page = account_url(account)
+    assert post_form(operator, page, "freeze", action_url(account, "freeze"), {"reason": "audit"}).status_code == 302
+    caught_up()
+    html = operator.get(page).content.decode()
+    assert 'id="form-unfreeze"' in html and 'id="form-freeze"' not in html and "status-frozen" in html
+    refused = post_form(operator, page, "withdraw", action_url(account, "withdraw"), {"amount": "1"}).content.decode()
+    assert "Account frozen:</strong> the account is frozen" in refused
+    assert post_form(operator, page, "unfreeze", action_url(account, "unfreeze"), {}).status_code == 302
+    refused = post_form(operator, page, "close", action_url(account, "close"), {}).content.decode()
+    assert "Balance not zero:</strong> the balance is 40, not zero" in refused
+    post_form(operator, page, "withdraw", action_url(account, "withdraw"), {"amount": "40"})
+    assert post_form(operator, page, "close", action_url(account, "close"), {"reason": "done"}).status_code == 302
+    caught_up()
+    html = operator.get(page).content.decode()
+    assert "status-closed" in html and "command-form" not in html and "takes no more commands" in html
+    assert operator.post(action_url(account, "explode"), {}).status_code == 404
+
+
+def test_transfers_are_requested_checked_and_listed(operator):
+    source, target = open_account("Sam Source", balance=300), open_account("Tom Target")
+    caught_up()
+    page = f"{reverse('console:transfers')}?from={source}"
+    assert f'value="{source}"' in operator.get(page).content.decode()  # "transfer from it" fills in the source
+    url = reverse("console:transfer_request")
+    same = post_form(operator, page, "transfer", url, {"from_account": source, "to_account": source, "amount": "5"})
+    assert "Same account:" in same.content.decode()
+    unknown = uuid4()
+    missing = post_form(operator, page, "transfer", url, {"from_account": source, "to_account": unknown, "amount": 5})
+    assert f"Not found:</strong> no account {unknown}" in missing.content.decode()
+    response = post_form(operator, page, "transfer", url, {"from_account": source, "to_account": target, "amount": 120})
+    assert response.status_code == 302
+    transfer = UUID(response.url.split("?")[0].rstrip("/").rsplit("/", 1)[1])
+    caught_up()
+    html = operator.get(response.url).content.decode()
+    assert "Transfer of 120 EUR" in html and "Sam Source" in html and "Tom Target" in html and "pending" in html
+    listed = operator.get(f"{reverse('console:transfers')}?account={target}&status=pending").content.decode()
+    assert str(transfer)[:8] in listed and "Transfers from or to" in listed
+    assert str(transfer)[:8] not in operator.get(f"{reverse('console:transfers')}?status=failed").content.decode()
+
+
+def test_accounts_are_searched_filtered_and_paged(viewer, monkeypatch):
+    monkeypatch.setattr(ledger_views, "PAGE_SIZE", 2)
+    tag = uuid4().hex[:6]
+    names = [f"Pager {tag} {i}" for i in range(5)]
+    for name in names:
+        open_account(name)
+    caught_up()
+    seen, url = [], f"{reverse('console:accounts')}?owner={tag.upper()}"
+    while url:
+        html = viewer.get(url).content.decode()
+        seen += re.findall(rf"Pager {tag} \d", html)
+        found = re.search(r'<a href="([^"]+)" rel="next">', html)
+        url = found.group(1).replace("&amp;", "&") if found else None
+    assert seen == names
+    assert (
+        "No account matches" in viewer.get(f"{reverse('console:accounts')}?owner={tag}&status=closed").content.decode()
+    )
+    assert "not valid any more" in viewer.get(f"{reverse('console:accounts')}?cursor=garbage").content.decode()
+    fragment = viewer.get(reverse("console:accounts"), **htmx("accounts-list")).content.decode()
+    assert fragment.lstrip().startswith('<section id="accounts-list"')
+
+
+def test_an_unknown_account_or_transfer_is_a_404_page(viewer):
+    assert viewer.get(account_url(uuid4())).status_code == 404
+    assert viewer.get(reverse("console:transfer", args=[uuid4()])).status_code == 404
+
+
+def test_backpressure_refuses_a_command_next_to_the_form(operator):
+    account = open_account("Busy Bea")
+    caught_up()
+    backpressure.publish(10**9)
+    try:
+        html = post_form(operator, account_url(account), "deposit", action_url(account, "deposit"), {"amount": "1"})
+    finally:
+        backpressure.publish(0)
+    assert "Backpressure:</strong> the read models are more than" in html.content.decode()
+    assert len(EventStore().read_stream(account)) == 1
+
+
+def test_csrf_is_enforced_on_the_ledger_forms(transactional_db):
+    operator = console_client("olga", "operator", enforce_csrf_checks=True)
+    account = open_account("Cora Csrf")
+    caught_up()
+    html = operator.get(account_url(account)).content.decode()
+    data = {"command_id": command_id(html, "deposit"), "amount": "10"}
+    assert operator.post(action_url(account, "deposit"), data).status_code == 403
+    assert len(EventStore().read_stream(account)) == 1
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+    assert operator.post(action_url(account, "deposit"), {**data, "csrfmiddlewaretoken": token}).status_code == 302
+    assert len(EventStore().read_stream(account)) == 2
