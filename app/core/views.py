@@ -1,17 +1,23 @@
 from django.conf import settings
 from django.contrib.auth.views import LoginView
 from django.core.cache import cache
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from app.core.health import health
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    try:
-        with connection.cursor() as cur:
-            cur.execute("SELECT 1")
-    except Exception:
-        return JsonResponse({"status": "unavailable", "failing": ["database"]}, status=503)
-    return JsonResponse({"status": "ok"})
+    """200 when the database, the broker and at least one worker answer; 503 naming what failed."""
+    state = health()
+    body = {
+        "status": "ok" if state.ok else "unavailable",
+        "database": "ok" if state.database is None else "unavailable",
+        "broker": "ok" if state.broker is None else "unavailable",
+        "workers": len(state.workers),
+    }
+    if not state.ok:
+        body["failing"] = state.failing
+    return JsonResponse(body, status=200 if state.ok else 503)
 
 
 class ThrottledLoginView(LoginView):

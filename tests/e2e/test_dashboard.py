@@ -1,0 +1,55 @@
+"""The Dashboard in a real browser: the activity chart (server-rendered SVG) grows live as events
+are appended, with totals, projection health and the worker and broker answering."""
+
+from __future__ import annotations
+
+import re
+from uuid import uuid4
+
+import pytest
+from playwright.sync_api import expect
+
+from app.ledger import handlers
+from app.ledger.handlers import CommandContext
+from tests.e2e.conftest import console_user, log_in
+from tests.integration.projections.conftest import worker  # noqa: F401  (the session's worker, caught up)
+
+
+def ctx() -> CommandContext:
+    return CommandContext(actor="dashboard-test")  # a new command id (and so new event ids) each time
+
+
+def chart_total(page) -> int:  # type: ignore[no-untyped-def]
+    text = page.locator("#dash-chart p.muted").first.inner_text()
+    return int(re.search(r"(\d+) events", text).group(1))
+
+
+@pytest.mark.usefixtures("worker")
+def test_the_dashboard_shows_activity_totals_and_health_and_its_chart_grows_live(page, server):
+    account = handlers.account_open(account_id=uuid4(), owner="Dana", currency="EUR", ctx=ctx()).stream_id
+    handlers.account_deposit(account_id=account, amount=1_000, ctx=ctx())
+
+    log_in(page, console_user("dora", "viewer"))
+    page.goto("/")
+    expect(page.locator("#live-state")).to_have_text("live")
+    page.evaluate("window.notReloaded = true")
+
+    chart = page.locator("#dash-chart svg.chart")
+    expect(chart).to_be_visible()
+    assert chart.locator("rect").count() >= 1
+    expect(page.locator("#dash-chart .chart-legend")).to_contain_text("ledger.AccountOpened")
+    expect(page.locator("#dash-health")).to_contain_text("answering")  # the session's worker
+    expect(page.locator("#dash-health h2 .badge")).to_have_text("healthy")
+    expect(page.locator("#dash-projections")).to_contain_text("account_summary")
+    expect(page.locator("#dash-projections")).to_contain_text("transfer_process")
+    before = chart_total(page)
+
+    for amount in (10, 20, 30):
+        handlers.account_deposit(account_id=account, amount=amount, ctx=ctx())
+    page.wait_for_function(
+        "n => +(/(\\d+) events/.exec(document.querySelector('#dash-chart p.muted').textContent) || [0, 0])[1] >= n",
+        arg=before + 3,
+        timeout=5000,
+    )
+    assert page.evaluate("window.notReloaded") is True
+    expect(page.locator("#dash-stats [data-testid=events-total]")).not_to_have_text("0")
