@@ -113,9 +113,7 @@ def test_a_viewer_cannot_start_a_rebuild_and_an_unknown_projection_is_404(transa
 
 def _lock_waiters(name: str) -> list[int]:
     with connection.cursor() as cur:
-        cur.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'", [name]
-        )
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'", [name])
         return [r[0] for r in cur.fetchall()]
 
 
