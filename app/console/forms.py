@@ -80,8 +80,8 @@ class CreateUserForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if cleaned.get("password") and cleaned.get("username"):
-            user = get_user_model()(username=cleaned["username"])
+        if cleaned.get("password"):
+            user = get_user_model()(username=cleaned.get("username") or self.data.get("username", ""))
             try:
                 password_validation.validate_password(cleaned["password"], user)
             except forms.ValidationError as exc:
@@ -94,4 +94,7 @@ class RoleForm(forms.Form):
 
 
 class TokenForm(forms.Form):
+    user = forms.ModelChoiceField(
+        queryset=get_user_model().objects.order_by("username"), to_field_name="username", empty_label="choose a user"
+    )
     name = forms.CharField(max_length=100, required=False, strip=True, help_text="what it is for, e.g. a script's name")
