@@ -70,6 +70,23 @@ def _children() -> dict[str, list[str]]:
     }
 
 
+def _banner(port: str, new_admin_password: str) -> str:
+    url = f"http://127.0.0.1:{port}/"
+    if new_admin_password:
+        login = (
+            f"Log in as admin with the password {new_admin_password}\n"
+            '(shown this once; change it with: make manage ARGS="changepassword admin")'
+        )
+    else:
+        login = (
+            "Log in with your console user (a fresh install made `admin` and printed its password on first start;\n"
+            'reset it with: make manage ARGS="changepassword admin")'
+        )
+    more = "More users: make manage ARGS=\"create_token NAME --role viewer|operator|admin --password '...'\""
+    traffic = 'Live demo traffic: make manage ARGS="seed_demo --live"'
+    return f"\nEventfold is running at {url}  (Ctrl-C stops everything)\n{login}\n{more}\n{traffic}\n"
+
+
 def run() -> int:
     if manage("migrate", "--noinput") != 0:
         return 1
@@ -77,9 +94,13 @@ def run() -> int:
         manage("seed_demo", "--if-empty") != 0
     ):
         return 1
+    admin = subprocess.run([PYTHON, "manage.py", "ensure_admin"], capture_output=True, text=True)
+    if admin.returncode != 0:
+        print(admin.stderr, file=sys.stderr)
+        return 1
     procs = {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in _children().items()}
     port = os.environ.get("PORT", "8000")
-    print(f"\nEventfold is running at http://127.0.0.1:{port}/  (Ctrl-C stops everything)\n", flush=True)
+    print(_banner(port, admin.stdout.strip()), flush=True)
     stopping = False
 
     def stop(*_: object) -> None:
