@@ -3,7 +3,9 @@ here against a scratch schema of the configured database.
 
 P2: 4 HTTP clients send deposits through the REST API as fast as they can.
 P3: while 4 clients send at half P2's throughput, a probe measures the time from a command's
-response to its effect being visible in the account read model.
+response to its effect being visible in the account read model, and (the websocket half) to the
+first live hint a console page subscribed to "accounts" receives once it is visible: the moment
+a logged-in browser would fetch the new state.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import queue
+import secrets
 import socket
 import statistics
 import subprocess
@@ -19,12 +23,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import psycopg
 from django.conf import settings
+from websockets.sync.client import connect as ws_connect
 
 SCHEMA = "eventfold_bench_app"
 BASE = Path(settings.BASE_DIR)
@@ -60,7 +66,8 @@ def _free_port() -> int:
 
 @contextmanager
 def stack() -> Iterator[dict[str, Any]]:
-    """A fresh schema, migrated; an ASGI server, a worker with beat; an operator token."""
+    """A fresh schema, migrated; an ASGI server, a worker with beat; an operator token, whose user
+    also has a console password (for the websocket's session)."""
     with psycopg.connect(_libpq(False), autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
@@ -69,8 +76,9 @@ def stack() -> Iterator[dict[str, Any]]:
     )
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "--noinput", "-v0"], env=env, cwd=BASE, check=True)
+    password = secrets.token_urlsafe(16)
     token = subprocess.run(
-        [python, "manage.py", "create_token", "bench-operator", "--role", "operator"],
+        [python, "manage.py", "create_token", "bench-operator", "--role", "operator", "--password", password],
         env=env,
         cwd=BASE,
         check=True,
@@ -121,15 +129,17 @@ def stack() -> Iterator[dict[str, Any]]:
     ]
     try:
         deadline = time.monotonic() + 60
-        while True:
+        while True:  # until the server answers and /healthz sees the worker (200)
             try:
-                _request(http.client.HTTPConnection("127.0.0.1", port, timeout=5), "GET", "/healthz", None, token)
-                break
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                if _request(conn, "GET", "/healthz", None, token)[0] == 200:
+                    break
             except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield {"port": port, "token": token}
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the benchmark's stack did not become healthy within 60 s")
+            time.sleep(0.2)
+        yield {"port": port, "token": token, "username": "bench-operator", "password": password}
     finally:
         for p in procs:
             p.terminate()
@@ -204,6 +214,73 @@ def _clients(env: dict[str, Any], accounts: list[str], per_client: int, rate: fl
     }
 
 
+def _console_session(env: dict[str, Any]) -> str:
+    """Log in to the console as a browser does (the login form, its CSRF token); the session id."""
+    conn = http.client.HTTPConnection("127.0.0.1", env["port"], timeout=30)
+    conn.request("GET", "/login/")
+    response = conn.getresponse()
+    form = response.read().decode()
+    csrf = SimpleCookie(response.getheader("Set-Cookie", ""))["csrftoken"].value
+    hidden = form.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+    body = urlencode(
+        {"username": env["username"], "password": env["password"], "csrfmiddlewaretoken": hidden, "next": "/"}
+    )
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={csrf}"}
+    conn.request("POST", "/login/", body, headers)
+    response = conn.getresponse()
+    response.read()
+    cookies = SimpleCookie()
+    for header in response.headers.get_all("Set-Cookie") or []:
+        cookies.load(header)
+    if response.status != 302 or "sessionid" not in cookies:
+        raise RuntimeError(f"console login failed: {response.status}")
+    return cookies["sessionid"].value
+
+
+class HintListener:
+    """A console page's live socket, read by a thread that stamps each hint's arrival."""
+
+    def __init__(self, env: dict[str, Any], topics: str) -> None:
+        self.hints: queue.SimpleQueue[float] = queue.SimpleQueue()
+        origin = f"http://127.0.0.1:{env['port']}"
+        self.ws = ws_connect(
+            f"ws://127.0.0.1:{env['port']}/ws/live/?topics={topics}",
+            origin=origin,  # type: ignore[arg-type]
+            additional_headers={"Cookie": f"sessionid={_console_session(env)}"},
+        )
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for _ in self.ws:
+                self.hints.put(time.perf_counter())
+        except Exception:
+            pass  # closed
+
+    def first_after(self, moment: float, timeout: float) -> float | None:
+        """The arrival of the first hint at or after `moment` (older ones are dropped)."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            try:
+                arrived = self.hints.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                return None
+            if arrived >= moment:
+                return arrived
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    samples = sorted(samples)
+    return (
+        round(1000 * statistics.median(samples), 2),
+        round(1000 * samples[max(0, int(len(samples) * 0.99) - 1)], 2),
+    )
+
+
 def p2(scale: float) -> dict[str, Any]:
     with stack() as env:
         accounts = _open_accounts(env, 40)
@@ -223,11 +300,14 @@ def p3(scale: float, p2_cps: float) -> dict[str, Any]:
     with stack() as env:
         accounts = _open_accounts(env, 40)
         probe_account = _open_accounts(env, 1)[0]
+        listener = HintListener(env, "accounts")  # what the console's account pages listen to
         per_client = max(20, int(1000 * scale))
         rate = p2_cps / 2 / 4
         background = threading.Thread(target=_clients, args=(env, accounts, per_client, rate))
         background.start()
         freshness: list[float] = []
+        pushed: list[float] = []
+        missed = 0
         conn = http.client.HTTPConnection("127.0.0.1", env["port"], timeout=30)
         with psycopg.connect(_libpq(), autocommit=True) as db:
             while background.is_alive() and len(freshness) < max(20, int(300 * scale)):
@@ -245,13 +325,26 @@ def p3(scale: float, p2_cps: float) -> dict[str, Any]:
                     if time.perf_counter() - answered > 10:
                         raise RuntimeError("a deposit did not reach the read model within 10 s")
                     time.sleep(0.001)
-                freshness.append(time.perf_counter() - answered)
+                visible = time.perf_counter()
+                freshness.append(visible - answered)
+                # The first hint after the change is visible: when a live page would fetch it.
+                hinted = listener.first_after(visible, timeout=5)
+                if hinted is None:
+                    missed += 1
+                else:
+                    pushed.append(hinted - answered)
                 time.sleep(0.02)
         background.join()
-    freshness.sort()
-    return {
-        "p50_ms": round(1000 * statistics.median(freshness), 2),
-        "p99_ms": round(1000 * freshness[max(0, int(len(freshness) * 0.99) - 1)], 2),
+        listener.close()
+    p50, p99 = _percentiles(freshness)
+    result: dict[str, Any] = {
+        "p50_ms": p50,
+        "p99_ms": p99,
         "samples": len(freshness),
         "load_cps": round(p2_cps / 2, 1),
+        "ws_samples": len(pushed),
+        "ws_missed": missed,
     }
+    if pushed:
+        result["ws_p50_ms"], result["ws_p99_ms"] = _percentiles(pushed)
+    return result

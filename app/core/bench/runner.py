@@ -108,3 +108,8 @@ def _application(wid: str, report: dict[str, Any], scale: float, log: Callable) 
             f"P3: command response to read model p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
             f"at {result['load_cps']} commands/s ({verdict} p99 < 150 ms)"
         )
+        if "ws_p50_ms" in result:
+            log(
+                f"P3 websocket: command response to the console's live hint p50 {result['ws_p50_ms']} ms, "
+                f"p99 {result['ws_p99_ms']} ms ({result['ws_missed']} of {result['samples']} probes without one)"
+            )
