@@ -67,17 +67,25 @@ def account_get(account_id: UUID) -> AccountSummary | None:
 
 
 def account_list(
-    *, owner: str | None = None, status: str | None = None, cursor: str | None = None, limit: int = PAGE_SIZE
+    *,
+    owner: str | None = None,
+    status: str | None = None,
+    cursor: str | None = None,
+    limit: int = PAGE_SIZE,
+    newest_first: bool = False,
 ) -> Page[AccountSummary]:
-    """Accounts by opening time, oldest first; `owner` matches any part of the name, any case."""
-    rows = AccountSummary.objects.order_by("opened_at", "account_id")
+    """Accounts by opening time (oldest first, or newest); `owner` matches any part of the name, any case."""
+    rows = AccountSummary.objects.order_by(
+        *(("-opened_at", "-account_id") if newest_first else ("opened_at", "account_id"))
+    )
     if owner:
         rows = rows.filter(owner__icontains=owner)
     if status:
         rows = rows.filter(status=status)
     if cursor:
         opened, account = _time_and_id(cursor)
-        rows = rows.extra(where=["(opened_at, account_id) > (%s, %s)"], params=[opened, account])
+        where = "(opened_at, account_id) < (%s, %s)" if newest_first else "(opened_at, account_id) > (%s, %s)"
+        rows = rows.extra(where=[where], params=[opened, account])
     return _page(rows, limit, lambda a: (a.opened_at.isoformat(), a.account_id))
 
 

@@ -49,7 +49,7 @@ def test_a_viewer_sees_no_operator_controls(worker, page):  # noqa: F811
         expect(page.get_by_role("button", name=control)).to_have_count(0)
 
     for url, shown in (
-        ("/accounts/", "Vic's Source"),
+        ("/accounts/?owner=vic%27s", "Vic's Source"),
         (f"/accounts/{source}/", "Entries"),
         ("/transfers/", "Vic's Target"),
         (f"/transfers/{transfer}/", "Transfer of 100 EUR"),

@@ -151,7 +151,9 @@ def _accounts_page(request: HttpRequest, open_form: OpenAccountForm | None = Non
     wanted = request.GET.get("status", "")
     wanted = wanted if wanted in selectors.STATUSES else ""
     cursor = request.GET.get("cursor") or None
-    found, bad_cursor = _paged(partial(selectors.account_list, owner=owner or None, status=wanted or None), cursor)
+    found, bad_cursor = _paged(
+        partial(selectors.account_list, owner=owner or None, status=wanted or None, newest_first=True), cursor
+    )
     context = {
         "title": "Accounts",
         "accounts": found.items,

@@ -252,7 +252,7 @@ def test_accounts_are_searched_filtered_and_paged(viewer, monkeypatch):
         seen += re.findall(rf"Pager {tag} \d", html)
         found = re.search(r'<a href="([^"]+)" rel="next">', html)
         url = found.group(1).replace("&amp;", "&") if found else None
-    assert seen == names
+    assert seen == names[::-1]  # newest first
     assert (
         "No account matches" in viewer.get(f"{reverse('console:accounts')}?owner={tag}&status=closed").content.decode()
     )
