@@ -63,6 +63,8 @@ def test_at_most_a_few_sends_per_second_per_topic_under_steady_load(recorder):
 
 
 def test_hints_from_many_threads_share_one_sender_thread(recorder):
+    senders_before = {t for t in threading.enumerate() if t.name == "console-live-hints"}
+    sender = push._current()
     threads = [threading.Thread(target=lambda: [push.hint("transfers") for _ in range(200)]) for _ in range(8)]
     for t in threads:
         t.start()
@@ -70,7 +72,8 @@ def test_hints_from_many_threads_share_one_sender_thread(recorder):
         t.join()
     assert push.flush()
     assert 1 <= len(recorder.sent) <= 2
-    assert sum(t.name == "console-live-hints" for t in threading.enumerate()) == 1
+    assert push._current() is sender
+    assert {t for t in threading.enumerate() if t.name == "console-live-hints"} == senders_before
 
 
 def test_a_failing_channel_layer_never_reaches_the_caller(recorder):

@@ -3,10 +3,11 @@ the server, re-fetched on live hints), totals, projection health at a glance, an
 broker and the workers answer.
 
 Every part is a partial of one template, fetched on its own (`?part=chart`) when a hint says it
-may have changed. What they show is the same for every role, so the expensive reads are shared
-for a few seconds per process (app.core.health.cached); all are bounded on a big log: the chart
-reads only the last minutes through the BRIN index on `recorded_at`, and totals are estimated
-once the log is big (eventstore.timeline.totals).
+may have changed. What they show is the same for every role, so reads are shared between pages
+for a second per process (app.core.health.cached), and all stay bounded on a big log: the chart
+counts only the last minutes through the BRIN index on `recorded_at` (and on each fetch only
+the last 20 seconds, see activity()), totals are estimated once the log is big
+(eventstore.timeline.totals).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from projections import status
 
 SLOT = timedelta(seconds=10)
 SPAN = timedelta(minutes=10)
-SHARED_FOR_S = 2.0
+SHARED_FOR_S = 1.0  # totals and projection health: shared by every page for this long
+OLDER_SLOTS_FOR_S = SLOT.total_seconds()  # see activity()
 # The chart's geometry (SVG user units) and its colours, one per event type (the rest: "other").
 WIDTH, HEIGHT, LEFT, BOTTOM = 1200, 200, 48, 18
 PALETTE = ["#2456c9", "#17803d", "#b26b00", "#b42318", "#7c3aed", "#0e7490", "#be185d", "#4d7c0f"]
@@ -53,11 +55,26 @@ def totals() -> dict[str, Any]:
     }
 
 
+def _slot_start(at: datetime) -> datetime:
+    return datetime.fromtimestamp(at.timestamp() // SLOT.seconds * SLOT.seconds, tz=UTC)
+
+
+def activity(now: datetime) -> list[tuple[datetime, str, int]]:
+    """(slot, type, count) over the last SPAN. Older slots no longer change (but for a rare late
+    commit): they are counted once per OLDER_SLOTS_FOR_S per process; only the last full slot and the
+    current one are counted on every request, so a fetch after each hint stays cheap and fresh."""
+    recent = _slot_start(now) - SLOT
+    older = cached(
+        "dashboard.activity", OLDER_SLOTS_FOR_S, lambda: timeline.activity(since=_slot_start(now - SPAN), slot=SLOT)
+    )
+    return [row for row in older if row[0] < recent] + timeline.activity(since=recent, slot=SLOT)
+
+
 def chart(now: datetime) -> dict[str, Any]:
     """Stacked bars per SLOT over the last SPAN, one colour per event type (the busiest first)."""
     slots = int(SPAN / SLOT)  # full slots, then the current one
-    first = datetime.fromtimestamp((now - SPAN).timestamp() // SLOT.seconds * SLOT.seconds, tz=UTC)
-    rows = timeline.activity(since=first, slot=SLOT)
+    first = _slot_start(now - SPAN)
+    rows = activity(now)
     per_type: dict[str, int] = defaultdict(int)
     for _, event_type, n in rows:
         per_type[event_type] += n
@@ -92,9 +109,10 @@ def chart(now: datetime) -> dict[str, Any]:
                 }
             )
     ticks = [
-        {"x": round(LEFT + i * bar, 1), "label": f"-{(slots - i) * SLOT.seconds // 60} min" if i < slots else "now"}
-        for i in range(0, slots + 1, 12)
+        {"x": round(LEFT + i * bar, 1), "label": f"-{(slots - i) * SLOT.seconds // 60} min", "anchor": "start"}
+        for i in range(0, slots, 12)
     ]
+    ticks.append({"x": WIDTH, "label": "now", "anchor": "end"})
     last_full = sum(counts.get(slots - 1, {}).values())
     legend = [(t, colour[t], per_type[t]) for t in ranked[: len(PALETTE)]]
     if len(ranked) > len(PALETTE):
@@ -105,7 +123,7 @@ def chart(now: datetime) -> dict[str, Any]:
         "legend": legend,
         "tallest_per_s": f"{tallest / SLOT.seconds:g}",
         "rate_now": f"{last_full / SLOT.seconds:g}",
-        "rate_avg": f"{sum(per_type.values()) / SPAN.total_seconds():.1f}",
+        "rate_avg": f"{sum(per_type.values()) / SPAN.total_seconds():.2f}",
         "total": sum(per_type.values()),
         "width": WIDTH,
         "height": HEIGHT,
@@ -130,9 +148,9 @@ def _part(name: str) -> dict[str, Any]:
     if name == "stats":
         return {"totals": cached("dashboard.totals", SHARED_FOR_S, totals)}
     if name == "chart":
-        return {"chart": cached("dashboard.chart", SHARED_FOR_S, lambda: chart(timezone.now()))}
+        return {"chart": chart(timezone.now())}
     if name == "projections":
-        return {"projections": cached("dashboard.projections", 1.0, projection_health)}
+        return {"projections": cached("dashboard.projections", SHARED_FOR_S, projection_health)}
     return {"health": system_health()}
 
 

@@ -133,3 +133,14 @@ def test_bad_input_is_explained_inline(viewer, transactional_db, query, message)
     assert response.status_code == 200
     assert message in response.content.decode()
     assert rows(response) == []
+
+
+def test_a_read_that_gives_up_on_a_big_log_is_explained(viewer, monkeypatch):
+    def too_broad(**kwargs):
+        raise timeline.TooBroad("statement timeout")
+
+    monkeypatch.setattr(timeline, "newest", too_broad)
+    response = viewer.get("/timeline/?correlation=rare")
+    assert response.status_code == 200
+    assert "match too few of the newest events" in response.content.decode()
+    assert viewer.get("/timeline/?after=MC4w", HTTP_HX_REQUEST="true").status_code == 204
