@@ -8,6 +8,7 @@ repeats a row while rows are added.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -89,9 +90,10 @@ def account_list(
     return _page(rows, limit, lambda a: (a.opened_at.isoformat(), a.account_id))
 
 
-def owners(account_ids: list[UUID]) -> dict[UUID, str]:
+def owners(account_ids: Iterable[UUID | None]) -> dict[UUID, str]:
     """The owner of each account (for lists that show accounts by name)."""
-    return dict(AccountSummary.objects.filter(account_id__in=set(account_ids)).values_list("account_id", "owner"))
+    wanted = {a for a in account_ids if a is not None}
+    return dict(AccountSummary.objects.filter(account_id__in=wanted).values_list("account_id", "owner"))
 
 
 def entry_list(account_id: UUID, *, cursor: str | None = None, limit: int = PAGE_SIZE) -> Page[Entry]:

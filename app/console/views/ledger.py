@@ -115,12 +115,20 @@ def form_error(
     return page()
 
 
-def _paged(select: Callable[..., selectors.Page[Any]], cursor: str | None) -> tuple[selectors.Page[Any], bool]:
-    """A page; a cursor that is not ours gives the first page (and the page says so)."""
+def listing(request: HttpRequest, select: Callable[..., selectors.Page[Any]]) -> tuple[list[Any], dict[str, Any]]:
+    """A page of rows from `?cursor=` and the context for its pager and live re-fetches. A cursor
+    that is not ours gives the first page (and the page says so)."""
+    cursor = request.GET.get("cursor") or None
     try:
-        return select(cursor=cursor, limit=PAGE_SIZE), False
+        found, bad_cursor = select(cursor=cursor, limit=PAGE_SIZE), False
     except selectors.InvalidCursor:
-        return select(cursor=None, limit=PAGE_SIZE), True
+        found, bad_cursor = select(cursor=None, limit=PAGE_SIZE), True
+    return found.items, {
+        "next_url": page_url(request, cursor=found.next_cursor) if found.next_cursor else None,
+        "first_url": page_url(request, cursor=None) if cursor else None,
+        "bad_cursor": bad_cursor,
+        "live_url": page_url(request),
+    }
 
 
 def page_url(request: HttpRequest, **changes: Any) -> str:
@@ -150,21 +158,17 @@ def _accounts_page(request: HttpRequest, open_form: OpenAccountForm | None = Non
     owner = request.GET.get("owner", "").strip()
     wanted = request.GET.get("status", "")
     wanted = wanted if wanted in selectors.STATUSES else ""
-    cursor = request.GET.get("cursor") or None
-    found, bad_cursor = _paged(
-        partial(selectors.account_list, owner=owner or None, status=wanted or None, newest_first=True), cursor
+    rows, pager = listing(
+        request, partial(selectors.account_list, owner=owner or None, status=wanted or None, newest_first=True)
     )
     context = {
         "title": "Accounts",
-        "accounts": found.items,
-        "next_url": page_url(request, cursor=found.next_cursor) if found.next_cursor else None,
-        "first_url": page_url(request, cursor=None) if cursor else None,
+        "accounts": rows,
         "owner": owner,
         "status": wanted,
         "statuses": selectors.STATUSES,
-        "bad_cursor": bad_cursor,
         "stale": stale,
-        "live_url": page_url(request),
+        **pager,
     }
     if request.htmx and request.htmx.target == "accounts-list":
         return render(request, "console/accounts.html#list", context)
@@ -269,18 +273,8 @@ def _account_page(request: HttpRequest, account_id: UUID, bound: tuple[str, Comm
     if account is None:
         context = {"title": "No such account", "account_id": account_id, "stale": stale}
         return render(request, "console/account.html", context, status=404)
-    cursor = request.GET.get("cursor") or None
-    entries, bad_cursor = _paged(partial(selectors.entry_list, account_id), cursor)
-    context: dict[str, Any] = {
-        "title": account.owner,
-        "account": account,
-        "entries": entries.items,
-        "next_url": page_url(request, cursor=entries.next_cursor) if entries.next_cursor else None,
-        "first_url": page_url(request, cursor=None) if cursor else None,
-        "bad_cursor": bad_cursor,
-        "stale": stale,
-        "live_url": page_url(request),
-    }
+    entries, pager = listing(request, partial(selectors.entry_list, account_id))
+    context: dict[str, Any] = {"title": account.owner, "account": account, "entries": entries, "stale": stale, **pager}
     if request.htmx and request.htmx.target == "account-live":
         return render(request, "console/account.html#live", context)
     if has_role(request.user, Role.OPERATOR):
@@ -347,22 +341,18 @@ def _transfers_page(request: HttpRequest, transfer_form: TransferForm | None = N
     wanted = request.GET.get("status", "")
     wanted = wanted if wanted in selectors.TRANSFER_STATUSES else ""
     account_filter = _uuid(request.GET.get("account"))
-    cursor = request.GET.get("cursor") or None
-    found, bad_cursor = _paged(partial(selectors.transfer_list, status=wanted or None, account=account_filter), cursor)
-    names = selectors.owners([t.from_account for t in found.items] + [t.to_account for t in found.items])
+    rows, pager = listing(request, partial(selectors.transfer_list, status=wanted or None, account=account_filter))
+    names = selectors.owners([t.from_account for t in rows] + [t.to_account for t in rows] + [account_filter])
     context: dict[str, Any] = {
         "title": "Transfers",
         "transfers": [
-            {"t": t, "from_owner": names.get(t.from_account), "to_owner": names.get(t.to_account)} for t in found.items
+            {"t": t, "from_owner": names.get(t.from_account), "to_owner": names.get(t.to_account)} for t in rows
         ],
-        "next_url": page_url(request, cursor=found.next_cursor) if found.next_cursor else None,
-        "first_url": page_url(request, cursor=None) if cursor else None,
         "status": wanted,
         "statuses": selectors.TRANSFER_STATUSES,
         "account_filter": account_filter,
-        "account_filter_owner": selectors.owners([account_filter]).get(account_filter) if account_filter else None,
-        "bad_cursor": bad_cursor,
-        "live_url": page_url(request),
+        "account_filter_owner": names.get(account_filter),
+        **pager,
     }
     if request.htmx and request.htmx.target == "transfers-list":
         return render(request, "console/transfers.html#list", context)
