@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from eventstore.records import Checkpoint
+from eventstore.store import EventStore
 from projections.base import projections
 from projections.models import Checkpoint as CheckpointRow
 from projections.models import ProjectionState, Rebuild, Skip
@@ -81,8 +82,7 @@ def overview() -> list[dict[str, Any]]:
             lag[name] = lag.get(name, 0) + n
         cur.execute(OLDEST_UNAPPLIED, [names])
         oldest = dict(cur.fetchall())
-        cur.execute("SELECT coalesce(max(global_position), 0) FROM eventstore_event")
-        head = cur.fetchone()[0]
+        head = EventStore().head().position  # the read-order index's last entry, not a scan
     states = {s.name: s for s in ProjectionState.objects.filter(name__in=names)}
     rebuilds: dict[str, Rebuild] = {}
     for r in Rebuild.objects.filter(projection__in=names).order_by("pk"):
