@@ -67,15 +67,16 @@ def catch_up(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> O
 
 
 def catch_up_together(
-    bucket: int, *, names: list[str] | None = None, max_batches: int = BATCHES_PER_RUN
+    bucket: int, *, names: list[str] | None = None, max_batches: int = BATCHES_PER_RUN, touched: set | None = None
 ) -> dict[str, Outcome]:
-    """The bucket of every projection (or of those named), each batch of events read once for all."""
+    """The bucket of every projection (or of those named), each batch of events read once for all.
+    `touched` collects the ids of the streams whose events were applied."""
     names = [p.name for p in projections.all()] if names is None else names
     outcomes: dict[str, Outcome] = {}
     for _ in range(max_batches):
         for name in names:
             ensure_checkpoints(projections.get(name))
-        step = apply_batch_together([projections.get(n) for n in names], bucket)
+        step = apply_batch_together([projections.get(n) for n in names], bucket, touched=touched)
         outcomes.update(step)
         names = [n for n, o in step.items() if o == "applied"]
         if not names:
@@ -84,7 +85,9 @@ def catch_up_together(
     return outcomes
 
 
-def apply_batch_together(group: list[Projection], bucket: int, batch_size: int = BATCH_SIZE) -> dict[str, Outcome]:
+def apply_batch_together(
+    group: list[Projection], bucket: int, batch_size: int = BATCH_SIZE, touched: set | None = None
+) -> dict[str, Outcome]:
     """One transaction and one read of the bucket for several projections: each is locked,
     applied from its own checkpoint, and checkpointed (or parked) on its own."""
     store = EventStore()
@@ -133,6 +136,8 @@ def apply_batch_together(group: list[Projection], bucket: int, batch_size: int =
             applied, error = _apply(projection, events, mine, cur)
             if applied:
                 moves.append((name, checkpoint, events[applied - 1].checkpoint))
+                if touched is not None:
+                    touched.update(e.stream_id for e in events[:applied] if e.type in projection.handlers)
             if error:
                 _park(cur, name, bucket, events[applied], error)
                 outcomes[name] = "failed"

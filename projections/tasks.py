@@ -13,9 +13,10 @@ from projections import backpressure, processes, rebuild, runner, status, wakeup
 
 log = logging.getLogger(__name__)
 REQUEUE_COUNTDOWN_S = 0.02  # another runner's transaction holds the horizon for milliseconds
-# Called with (bucket, outcomes by projection or process manager) after each catch-up run, e.g.
-# by the console to push live hints; a hook that fails is logged, never fails the task.
-after_catch_up: list[Callable[[int, dict[str, str]], None]] = []
+# Called with (bucket, outcomes by projection, the streams whose events were applied) as soon as
+# the projections of a bucket have caught up (before process managers run), e.g. by the console
+# to push live hints; a hook that fails is logged, never fails the task.
+after_catch_up: list[Callable[[int, dict[str, str], set], None]] = []
 
 
 @shared_task(name="projections.catch_up_bucket", acks_late=True, reject_on_worker_lost=True)
@@ -24,19 +25,25 @@ def catch_up_bucket(bucket: int) -> dict[str, str]:
     so never inside a projection's transaction); re-queue while there is more."""
     wakeups.clear(bucket)
     while True:
-        outcomes: dict[str, str] = {**runner.catch_up_together(bucket), **processes.run_all(bucket)}
+        touched: set = set()
+        outcomes: dict[str, str] = runner.catch_up_together(bucket, touched=touched)
+        _announce(bucket, outcomes, touched)
+        outcomes.update(processes.run_all(bucket))
         if "busy" in outcomes.values():
             wakeups.mark_dirty(bucket)  # the holder looks again before it leaves
         if "busy" in outcomes.values() or not wakeups.take_dirty(bucket):
             break
     if "more" in outcomes.values() or runner.behind_horizon(bucket):
         catch_up_bucket.apply_async((bucket,), countdown=REQUEUE_COUNTDOWN_S)
+    return outcomes
+
+
+def _announce(bucket: int, outcomes: dict[str, str], touched: set) -> None:
     for hook in after_catch_up:
         try:
-            hook(bucket, outcomes)
+            hook(bucket, outcomes, touched)
         except Exception:
             log.exception("after_catch_up hook failed")
-    return outcomes
 
 
 @shared_task(name="projections.tick", acks_late=True)

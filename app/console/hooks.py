@@ -15,9 +15,17 @@ WORKED = frozenset({"applied", "drained", "more"})  # the run read (and, woken b
 TOPIC_OF = {"account_summary": "accounts", "transfers": "transfers"}  # read models with pages of their own
 
 
-def after_catch_up(bucket: int, outcomes: dict[str, str]) -> None:
+STREAM_HINTS_MAX = 32  # a batch that touched more streams tells the pages by the coarse topics only
+
+
+def after_catch_up(bucket: int, outcomes: dict[str, str], streams: set) -> None:
     """A catch-up run is woken by appends: when it worked, the log grew and read models moved.
-    ("drained" may also mean a re-queued run that found nothing: a hint too many, coalesced.)"""
+    ("drained" may also mean a re-queued run that found nothing: a hint too many, coalesced.)
+    A page about one stream (an account's) hears of its own changes at once: stream topics are
+    hardly ever coalesced, unlike "accounts", which every deposit anywhere touches."""
+    if len(streams) <= STREAM_HINTS_MAX:
+        for stream_id in streams:
+            hint(f"stream:{stream_id}")
     worked = [name for name, outcome in outcomes.items() if outcome in WORKED]
     if worked:
         hint("events")

@@ -283,7 +283,7 @@ def _account_page(request: HttpRequest, account_id: UUID, bound: tuple[str, Comm
             for name, action in ACCOUNT_ACTIONS.items()
             if account.status in action.when
         ]
-    return render(request, "console/account.html", {**context, "live_topics": "accounts"})
+    return render(request, "console/account.html", {**context, "live_topics": f"stream:{account_id}"})
 
 
 def _form_for(name: str, account_id: UUID, bound: tuple[str, CommandForm] | None) -> CommandForm:

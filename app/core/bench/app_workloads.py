@@ -4,7 +4,7 @@ here against a scratch schema of the configured database.
 P2: 4 HTTP clients send deposits through the REST API as fast as they can.
 P3: while 4 clients send at half P2's throughput, a probe measures the time from a command's
 response to its effect being visible in the account read model, and (the websocket half) to the
-first live hint a console page subscribed to "accounts" receives once it is visible: the moment
+first live hint the console's account page (topic "stream:<id>") receives once it is visible: the moment
 a logged-in browser would fetch the new state.
 """
 
@@ -300,7 +300,7 @@ def p3(scale: float, p2_cps: float) -> dict[str, Any]:
     with stack() as env:
         accounts = _open_accounts(env, 40)
         probe_account = _open_accounts(env, 1)[0]
-        listener = HintListener(env, "accounts")  # what the console's account pages listen to
+        listener = HintListener(env, f"stream:{probe_account}")  # what the console's account page listens to
         per_client = max(20, int(1000 * scale))
         rate = p2_cps / 2 / 4
         background = threading.Thread(target=_clients, args=(env, accounts, per_client, rate))
