@@ -16,11 +16,12 @@ point leaves the same rows.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from eventstore.records import RecordedEvent
 
-Handler = Callable[[Any, RecordedEvent, Any], None]
+Handler = Callable[..., None]
+S = TypeVar("S", bound="Subscriber")
 
 
 def handles(*event_types: str) -> Callable[[Handler], Handler]:
@@ -31,10 +32,12 @@ def handles(*event_types: str) -> Callable[[Handler], Handler]:
     return mark
 
 
-class Projection:
+class Subscriber:
+    """What projections and process managers share: a name, a version, and the handlers marked
+    with `@handles`, found once per class."""
+
     name: ClassVar[str]
-    version: ClassVar[int] = 1  # change it to rebuild the read model (blue/green) on the next start
-    tables: ClassVar[tuple[str, ...]] = ()  # its read-model tables
+    version: ClassVar[int] = 1
     handlers: ClassVar[dict[str, str]] = {}  # event type -> method name
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -49,6 +52,11 @@ class Projection:
     @property
     def event_types(self) -> list[str]:
         return sorted(self.handlers)
+
+
+class Projection(Subscriber):
+    version: ClassVar[int] = 1  # change it to rebuild the read model (blue/green) on the next start
+    tables: ClassVar[tuple[str, ...]] = ()  # its read-model tables
 
     def apply(self, event: RecordedEvent, cursor: Any) -> None:
         getattr(self, self.handlers[event.type])(event, cursor)
@@ -67,23 +75,25 @@ class Projection:
             self.apply(event, cursor)
 
 
-class ProjectionRegistry:
-    def __init__(self) -> None:
-        self._projections: dict[str, Projection] = {}
+class Registry(Generic[S]):
+    """Subscribers of one kind by name: one instance each."""
 
-    def register(self, cls: type[Projection]) -> type[Projection]:
-        self._projections[cls.name] = cls()
+    def __init__(self) -> None:
+        self._items: dict[str, S] = {}
+
+    def register(self, cls: type[S]) -> type[S]:
+        self._items[cls.name] = cls()
         return cls
 
-    def get(self, name: str) -> Projection:
-        return self._projections[name]
+    def get(self, name: str) -> S:
+        return self._items[name]
 
     def __contains__(self, name: str) -> bool:
-        return name in self._projections
+        return name in self._items
 
-    def all(self) -> list[Projection]:
-        return [self._projections[n] for n in sorted(self._projections)]
+    def all(self) -> list[S]:
+        return [self._items[n] for n in sorted(self._items)]
 
 
-projections = ProjectionRegistry()
+projections: Registry[Projection] = Registry()
 register = projections.register

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import psycopg
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
@@ -40,7 +40,7 @@ from django.utils import timezone
 from eventstore.errors import ConcurrencyError
 from eventstore.records import Checkpoint, RecordedEvent
 from eventstore.store import EventStore
-from projections.base import handles
+from projections.base import Registry, Subscriber, handles
 from projections.models import Checkpoint as CheckpointRow
 from projections.models import Skip
 from projections.runner import bucket_heads, ensure_checkpoints, lock_key
@@ -56,53 +56,18 @@ Outcome = Literal["applied", "drained", "busy", "paused", "failed", "more"]
 LOST_CONNECTION = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
-class ProcessManager:
+class ProcessManager(Subscriber):
     """Subclasses set `name` (distinct from every projection's) and mark their handlers with
     `@handles(event type, ...)`; a handler takes the recorded event and issues idempotent commands."""
 
     kind: ClassVar[str] = "process"  # never rebuilt, reset or replayed by a rebuild
-    name: ClassVar[str]
     version: ClassVar[int] = 1  # only for the shared state row: a process manager has no tables to rebuild
-    handlers: ClassVar[dict[str, str]] = {}  # event type -> method name
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        found: dict[str, str] = {}
-        for klass in reversed(cls.__mro__):
-            for attr, value in vars(klass).items():
-                for event_type in getattr(value, "_handles", ()):
-                    found[event_type] = attr
-        cls.handlers = found
-
-    @property
-    def event_types(self) -> list[str]:
-        return sorted(self.handlers)
 
     def handle(self, event: RecordedEvent) -> None:
         getattr(self, self.handlers[event.type])(event)
 
 
-class ProcessRegistry:
-    """Process managers by name, apart from the projections' registry."""
-
-    def __init__(self) -> None:
-        self._processes: dict[str, ProcessManager] = {}
-
-    def register(self, cls: type[ProcessManager]) -> type[ProcessManager]:
-        self._processes[cls.name] = cls()
-        return cls
-
-    def get(self, name: str) -> ProcessManager:
-        return self._processes[name]
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._processes
-
-    def all(self) -> list[ProcessManager]:
-        return [self._processes[n] for n in sorted(self._processes)]
-
-
-processes = ProcessRegistry()
+processes: Registry[ProcessManager] = Registry()  # apart from the projections' registry
 register = processes.register
 
 

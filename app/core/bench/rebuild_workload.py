@@ -140,7 +140,7 @@ def p1(scale: float, log: Callable[[str], None]) -> dict[str, Any]:
     events = _seed(accounts, transfers)
     _copy_to_raw()
     log(f"  P1 seeded {events:,} ledger events ({accounts:,} accounts) in {time.perf_counter() - began:.0f} s")
-    rebuild._wake_all = lambda: None  # the scratch log's buckets are nobody's business
+    rebuild.wake_after_swap = lambda: None  # the scratch log's buckets are nobody's business
     logging.getLogger("projections.rebuild").setLevel(logging.WARNING)
     names = [p.name for p in projections.all()]
     for name in names:  # checkpoints and states, as a running system has them
