@@ -106,3 +106,9 @@ def wait_for(check, timeout: float = 15.0, what: str = "the condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    """Browser tests last: Playwright keeps an event loop running in the main thread while a
+    browser is open, which Django's test client (async views) cannot run beside."""
+    items.sort(key=lambda item: "/e2e/" in str(item.path).replace("\\", "/"))

@@ -77,8 +77,11 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Per module: Playwright's sync API runs an event loop in this thread while it is open, and
+    Django's test client (async views) refuses to run beside one; tests/conftest.py also runs
+    the browser tests last."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
