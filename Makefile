@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3; do $$p -c 'import sys;
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test manage benchmark lint clean
+.PHONY: run test manage benchmark lint clean chromium
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else "The embedded PostgreSQL and Redis need Python 3.11 or 3.12 (found %d.%d): set PYTHON=python3.12, or DATABASE_URL and REDIS_URL" % v)' \
@@ -20,8 +20,17 @@ $(VENV)/.installed: requirements.txt
 run: $(VENV)/.installed
 	$(PY) -m app.stack run
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed chromium
 	$(PY) -m app.stack test $(ARGS)
+
+# The browser tests drive Debian's chromium through Playwright (no browser download): installed
+# here when missing and we may (root with apt-get); otherwise those tests fail saying so.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: the browser tests need chromium (apt-get install chromium)"; fi; }
 
 manage: $(VENV)/.installed
 	$(PY) -m app.stack manage $(ARGS)
