@@ -72,4 +72,5 @@ class EventTypeOut(Schema):
     schema_versions: list[int]
     event_schema: dict[str, Any]
     count: int
+    count_exact: bool  # false on a big log: the planner's estimate, not a scan of every event
     personal_data: list[str]

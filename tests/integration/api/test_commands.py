@@ -208,9 +208,12 @@ def test_each_role_against_each_command(request, operator, role, path, body):
 
 
 def test_viewers_read(viewer, operator):
+    before = {t["name"]: t["count"] for t in viewer.get("/api/event-types").json()}
     account = open_account(operator)
     assert viewer.get(f"/api/streams/{account}/events").status_code == 200
-    assert viewer.get("/api/event-types").status_code == 200
+    catalog = {t["name"]: t for t in viewer.get("/api/event-types").json()}
+    opened = catalog["ledger.AccountOpened"]
+    assert opened["count_exact"] and opened["count"] == before["ledger.AccountOpened"] + 1  # a small log: exact
 
 
 def test_metadata_on_every_event(operator):
