@@ -3,7 +3,6 @@ reports each figure with its same-run reference, as BENCHMARKS.md asks."""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -50,16 +49,21 @@ def _throughput(wid: str, fn: Callable, scale: float, log: Callable) -> dict:
         for system, (events, seconds) in fn(order, scale).items():
             eps[system].append(events / seconds)
             log(f"  {wid} run {i + 1} {system:9s} {events / seconds:10,.0f} events/s")
-    median, reference = statistics.median(eps["eventfold"]), statistics.median(eps["raw"])
-    ratio = median / reference
+    # Each run measures both systems back to back, so its ratio cancels the machine's drift between
+    # runs: report the run with the median ratio, its figure and its own reference.
+    ratios = [e / r for e, r in zip(eps["eventfold"], eps["raw"], strict=True)]
+    middle = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
+    median, reference, ratio = eps["eventfold"][middle], eps["raw"][middle], ratios[middle]
     verdict = "meets" if ratio >= TARGETS[wid] else "MISSES"
-    log(f"{wid}: {median:,.0f} events/s, raw {reference:,.0f} -> {ratio:.2f}x raw ({verdict} >= {TARGETS[wid]}x)")
+    target = f"{verdict} >= {TARGETS[wid]}x"
+    log(f"{wid}: {median:,.0f} events/s, raw {reference:,.0f} in the same run -> {ratio:.2f}x raw ({target})")
     return {
         "eps": round(median, 1),
         "runs": [round(x, 1) for x in eps["eventfold"]],
         "reference_eps": round(reference, 1),
         "reference_runs": [round(x, 1) for x in eps["raw"]],
         "ratio": round(ratio, 3),
+        "run_ratios": [round(x, 3) for x in ratios],
         "target_ratio": TARGETS[wid],
         "method": (fn.__doc__ or "").strip(),
     }
