@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
 
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from psycopg import errors as pg_errors
@@ -51,7 +51,8 @@ SWITCH_ATTEMPTS = 5
 PROGRESS_EVERY_S = 0.5  # listeners hear of progress at most twice a second
 REBUILD_LOCK = lock_key("eventfold.rebuild")
 
-Outcome = Literal["more", "done", "failed", "busy", "gone"]
+Outcome = Literal["more", "retry", "done", "failed", "busy", "gone"]
+LOST_CONNECTION = (OperationalError, InterfaceError)
 # Called with (projection name, Rebuild.progress()) at most twice a second per slice, and at the end.
 progress_listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
@@ -141,6 +142,11 @@ def run_slice(rebuild_id: int, ticket: int | None = None, seconds: float = SLICE
     while True:
         try:
             outcome, n = _batch(rebuild_id, ticket, projection, memo, skips, began, applied)
+        except LOST_CONNECTION:  # not the events' fault: the batch rolled back, a later slice goes on
+            memo.clear()
+            log.warning("rebuild %s lost its database connection; it will go on", rebuild_id, exc_info=True)
+            connection.close()
+            return "retry"
         except Exception:
             memo.clear()
             return _fail(rebuild_id, traceback.format_exc())

@@ -12,6 +12,7 @@ from django.db import connections
 from projections import backpressure, processes, rebuild, runner, status, wakeups
 
 log = logging.getLogger(__name__)
+RETRY_COUNTDOWN_S = 2.0
 REQUEUE_COUNTDOWN_S = 0.02  # another runner's transaction holds the horizon for milliseconds
 # Called with (bucket, outcomes by projection, the streams whose events were applied) as soon as
 # the projections of a bucket have caught up (before process managers run), e.g. by the console
@@ -63,6 +64,8 @@ def rebuild_slice(rebuild_id: int, ticket: int) -> str:
     outcome = rebuild.run_slice(rebuild_id, ticket)
     if outcome == "more":
         rebuild_slice.apply_async((rebuild_id, ticket))
+    elif outcome == "retry":  # the database went away for a moment
+        rebuild_slice.apply_async((rebuild_id, ticket), countdown=RETRY_COUNTDOWN_S)
     return outcome
 
 

@@ -54,7 +54,7 @@ class Command(BaseCommand):
             outcome = rebuild.run_slice(job.pk, seconds=0.5)
             job.refresh_from_db()
             self._bar(name, job)
-            if outcome == "busy":  # a worker holds this batch: follow along
+            if outcome in ("busy", "retry"):  # a worker holds this batch, or the database blinked
                 time.sleep(0.5)
             elif outcome != "more":
                 break
