@@ -180,17 +180,24 @@ ORDERED_SCAN_ON = "SELECT set_config('enable_sort', 'off', true), set_config('en
 ORDERED_SCAN_OFF = "SELECT set_config('enable_sort', 'on', true), set_config('enable_bitmapscan', 'on', true)"
 
 
-@functools.lru_cache(maxsize=32)
-def read_all_statement(bucket: bool, categories: bool, types: bool, correlation: bool = False) -> bytes:
-    conds = [sql.SQL("(tx_id, global_position) > (%(tx)s::text::xid8, %(pos)s)"), HORIZON]
-    if bucket:
-        conds.insert(0, sql.SQL("bucket = %(bucket)s::int2"))
+def filter_conditions(categories: bool, types: bool, correlation: bool) -> list[sql.Composable]:
+    """The filters a reader of the log may add, named as the read queries' parameters."""
+    conds: list[sql.Composable] = []
     if categories:
         conds.append(sql.SQL("category = ANY(%(categories)s::text[])"))
     if types:
         conds.append(sql.SQL("event_type = ANY(%(types)s::text[])"))
     if correlation:  # a filter on the ordered scan, not an index: meant for browsing
         conds.append(sql.SQL("metadata->>'correlation_id' = %(correlation)s::text"))
+    return conds
+
+
+@functools.lru_cache(maxsize=32)
+def read_all_statement(bucket: bool, categories: bool, types: bool, correlation: bool = False) -> bytes:
+    conds = [sql.SQL("(tx_id, global_position) > (%(tx)s::text::xid8, %(pos)s)"), HORIZON]
+    if bucket:
+        conds.insert(0, sql.SQL("bucket = %(bucket)s::int2"))
+    conds += filter_conditions(categories, types, correlation)
     return (
         sql.SQL("SELECT {cols} FROM {table} WHERE {conds} ORDER BY tx_id, global_position LIMIT %(limit)s")
         .format(cols=COLUMNS, table=TABLE, conds=sql.SQL(" AND ").join(conds))

@@ -23,7 +23,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from eventstore.records import Checkpoint, RecordedEvent
-from eventstore.store import COLUMNS, HORIZON, TABLE, EventStore
+from eventstore.store import COLUMNS, HORIZON, TABLE, EventStore, filter_conditions
 
 BROWSE_TIMEOUT_MS = 3000
 STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
@@ -56,14 +56,9 @@ def _newest_statement(lower: bool, filters: tuple[bool, ...]) -> sql.Composed:
     conds = [sql.SQL("(tx_id, global_position) < (%(tx)s::text::xid8, %(pos)s)"), HORIZON]
     if lower:
         conds.append(sql.SQL("(tx_id, global_position) > (%(after_tx)s::text::xid8, %(after_pos)s)"))
-    if categories:
-        conds.append(sql.SQL("category = ANY(%(categories)s::text[])"))
-    if types:
-        conds.append(sql.SQL("event_type = ANY(%(types)s::text[])"))
+    conds += filter_conditions(categories, types, correlation)
     if stream:
         conds.append(sql.SQL("stream_id = %(stream_id)s"))
-    if correlation:  # a filter on the ordered scan, as in read_all: meant for browsing
-        conds.append(sql.SQL("metadata->>'correlation_id' = %(correlation)s::text"))
     if recorded_from:
         conds.append(sql.SQL("recorded_at >= %(recorded_from)s"))
     if recorded_to:

@@ -25,7 +25,7 @@ from django.core.management import call_command
 from django.db import connections, transaction
 
 from app.core.bench import common
-from app.core.bench.store_workloads import RawReader
+from app.core.bench.store_workloads import timed_read
 from eventstore.aggregate import Repository
 from eventstore.records import NO_STREAM
 from eventstore.store import EventStore, after_append
@@ -99,16 +99,7 @@ def _copy_to_raw() -> None:
 
 
 def _raw_read(events: int) -> float:
-    reader = RawReader()
-    try:
-        start = time.perf_counter()
-        count = reader.read()
-        elapsed = time.perf_counter() - start
-    finally:
-        reader.close()
-    if count != events:
-        raise RuntimeError(f"P1 raw reader read {count} of {events} events")
-    return events / elapsed
+    return events / timed_read("raw", events, "P1")
 
 
 def _rebuild(name: str, events: int) -> tuple[float, int]:

@@ -268,17 +268,23 @@ def w4(system: str, scale: float) -> tuple[int, float]:
     """Read a log of 50,000 events (streams of 10) in global order, pages of 1,000, payloads decoded."""
     events = max(1_000, int(50_000 * scale) // 10 * 10)
     _fill_log(system, events)
+    return events, timed_read(system, events, "W4")
+
+
+def timed_read(system: str, events: int, what: str) -> float:
+    """Seconds to read the whole scratch log (`events` of them) with one system's reader, after
+    a warm-up of 10 % on the same connection."""
     reader = READERS[system]()
     try:
-        reader.read(limit_pages=max(1, events // 10_000))  # warm-up: 10 %, on the same connection
+        reader.read(limit_pages=max(1, events // 10_000))
         start = time.perf_counter()
         count = reader.read()
         elapsed = time.perf_counter() - start
     finally:
         reader.close()
     if count != events:
-        raise RuntimeError(f"W4 {system} read {count} of {events} events")
-    return count, elapsed
+        raise RuntimeError(f"{what} {system} read {count} of {events} events")
+    return elapsed
 
 
 def w5(system: str, scale: float) -> tuple[int, int]:
