@@ -14,6 +14,7 @@ versions on read with a chain of pure functions, and is the event catalog.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -36,6 +37,11 @@ class EventType:
 
     def json_schema(self) -> dict[str, Any]:
         return self.model.model_json_schema()
+
+    @functools.cached_property
+    def wire(self) -> tuple[bytes, bytes]:
+        """Name and schema version as the append statement's text parameters."""
+        return self.name.encode(), b"%d" % self.version
 
 
 class EventRegistry:

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
-from uuid import UUID, uuid4
+from uuid import UUID, SafeUUID, uuid4
 
 import orjson
 import psycopg
@@ -64,6 +65,7 @@ ANY_VERSION_RETRIES = 5
 # transaction: subscribers (the projections app) use transaction.on_commit from there.
 after_append: list[Callable[[str, AppendResult], None]] = []
 EMPTY: dict[str, Any] = {}
+_UNSET = object()
 
 
 # Reads decode every column in C: psycopg's own timestamptz loader (Django installs a Python one
@@ -100,50 +102,94 @@ class AppendStatement(NamedTuple):
     name: bytes
     text: bytes
     types: tuple[int, ...]
+    formats: tuple[int, ...]  # per parameter: 1 binary (the UUIDs, 16 bytes each), 0 text
 
 
 VALUES_LIMIT = 64  # up to this many events an append binds each value; beyond, one JSON array
+TEXT, BINARY = 0, 1
 
 
 @functools.cache
-def append_statement(exact: bool, n: int) -> AppendStatement:
+def append_statement(exact: bool, n: int, new: bool = False) -> AppendStatement:
     """The one append statement for `n` events; versions follow the expected (or, for ANY, the
-    current) version.
+    current) version. `new` (expected version 0) needs no check that the stream has reached
+    it: the primary key refuses version 1 of an existing stream.
 
-    Parameters: $1 stream_id, $2 category, $3 bucket, $4 expected version (NULL for ANY), then
-    for each event i (0-based) $5+5i id (NULL: the database makes one), type, schema version,
-    data, metadata. Above VALUES_LIMIT events, $5 instead is a JSON array of [id or null, type,
-    schema version, data, metadata], so a huge batch is still one statement.
+    Parameters: $1 stream_id (binary), $2 category, $3 bucket, $4 expected version (NULL for
+    ANY), then for each event i (0-based) $5+5i id (binary), type, schema version, data,
+    metadata. Above VALUES_LIMIT events, $5 instead is a JSON array of [id, type, schema
+    version, data, metadata], so a huge batch is still one statement.
+
+    Event ids always come from the client (random ones made in one call for events without):
+    PostgreSQL's gen_random_uuid() costs more per row than the rest of the row's insert but
+    an index, and the append then need not send them back.
     """
     types: tuple[int, ...] = (UUID_OID, TEXT_OID, INT2_OID, INT4_OID)
+    formats: tuple[int, ...] = (BINARY, TEXT, TEXT, TEXT)
     if n > VALUES_LIMIT:
         source = (
             "SELECT (j->>0)::uuid, j->>1, (j->>2)::int2, j->3, j->4, n "
             "FROM jsonb_array_elements($5) WITH ORDINALITY AS a(j, n)"
         )
         types += (JSONB_OID,)
+        formats += (TEXT,)
     else:
         rows = []
         for i in range(n):
             p = 5 + 5 * i
             rows.append(f"(${p}, ${p + 1}, ${p + 2}, ${p + 3}, ${p + 4}, {i + 1})")
             types += (UUID_OID, TEXT_OID, INT2_OID, JSONB_OID, JSONB_OID)
+            formats += (BINARY, TEXT, TEXT, TEXT, TEXT)
         source = "VALUES " + ", ".join(rows)
     if exact:
         base = "$4"
-        where = " WHERE $4 = 0 OR EXISTS (SELECT 1 FROM eventstore_event WHERE stream_id = $1 AND version = $4)"
+        guard = " WHERE $4 = 0 OR EXISTS (SELECT 1 FROM eventstore_event WHERE stream_id = $1 AND version = $4)"
+        where = "" if new else guard
     else:
         base = "(SELECT coalesce(max(version), 0) FROM eventstore_event WHERE stream_id = $1)"
         where = ""
     text = (
         "INSERT INTO eventstore_event (stream_id, category, bucket, version, event_id, event_type, "
-        f"schema_version, data, metadata) SELECT $1, $2, $3, {base} + x.n, coalesce(x.e, gen_random_uuid()), "
+        f"schema_version, data, metadata) SELECT $1, $2, $3, {base} + x.n, x.e, "
         f"x.t, x.s, x.d, x.m FROM ({source}) AS x(e, t, s, d, m, n){where} "
-        "RETURNING version, global_position, event_id"
+        "RETURNING version, global_position"
     )
     size = "json" if n > VALUES_LIMIT else str(n)
-    name = f"eventfold_append_{'exact' if exact else 'any'}_{size}"
-    return AppendStatement(name.encode(), text.encode(), types)
+    name = f"eventfold_append2_{'new' if new else 'exact' if exact else 'any'}_{size}"
+    return AppendStatement(name.encode(), text.encode(), types, formats)
+
+
+# Random (version 4) UUIDs for n events from one call to the OS: masks set the version and
+# variant bits of every 16-byte id at once, so no Python loop touches the bytes.
+_UUID_BITS = (1 << 128) - 1
+_UUID_KEEP = _UUID_BITS & ~(0xF000 << 64) & ~(0xC000 << 48)
+_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+@functools.cache
+def _uuid4_masks(n: int) -> tuple[int, int]:
+    keep = set_ = 0
+    for _ in range(n):
+        keep, set_ = keep << 128 | _UUID_KEEP, set_ << 128 | _UUID_SET
+    return keep, set_
+
+
+def random_event_ids(n: int) -> list[bytes]:
+    """n random version-4 UUIDs as 16-byte strings."""
+    keep, set_ = _uuid4_masks(n)
+    blob = ((int.from_bytes(os.urandom(16 * n)) & keep) | set_).to_bytes(16 * n)
+    return [blob[i : i + 16] for i in range(0, 16 * n, 16)]
+
+
+_set_slot, _new_object, _UNKNOWN = object.__setattr__, object.__new__, SafeUUID.unknown
+
+
+def uuid_from_bytes(raw: bytes) -> UUID:
+    """UUID(bytes=raw) without its argument checks, which cost more than the rest of an event's append."""
+    value = _new_object(UUID)
+    _set_slot(value, "int", int.from_bytes(raw))
+    _set_slot(value, "is_safe", _UNKNOWN)
+    return value
 
 
 # Statements prepared on each libpq connection (connections come and go with Django's).
@@ -163,7 +209,7 @@ def _exec_prepared(conn: psycopg.Connection, statement: AppendStatement, values:
         if result.status != pq.ExecStatus.COMMAND_OK:
             raise pg_errors.error_from_result(result, encoding=conn.info.encoding)
         names.add(statement.name)
-    result = pgconn.exec_prepared(statement.name, values)
+    result = pgconn.exec_prepared(statement.name, values, statement.formats)
     if result.status != pq.ExecStatus.TUPLES_OK:
         error = pg_errors.error_from_result(result, encoding=conn.info.encoding)
         if isinstance(error, pg_errors.InvalidSqlStatementName):  # deallocated behind our back
@@ -287,6 +333,8 @@ class EventStore:
         """Append `events` to a stream atomically; see the module docstring for the contract."""
         if not events:
             raise ValueError("append needs at least one event")
+        if not category or not isinstance(category, str):
+            raise ValueError(f"category must be a non-empty string, not {category!r}")
         batch = [e if type(e) is NewEvent else NewEvent(e) for e in events]
         if expected_version == ANY:
             expected: int | None = None
@@ -316,8 +364,16 @@ class EventStore:
         expected: int | None,
         sealed: dict[int, bytes],
     ) -> AppendResult:
-        statement = append_statement(expected is not None, min(len(batch), VALUES_LIMIT + 1))
-        values = self._values(stream_id, category, batch, entries, expected, sealed)
+        statement = append_statement(expected is not None, min(len(batch), VALUES_LIMIT + 1), expected == 0)
+        ids = [e.event_id for e in batch]
+        missing = sum(1 for i in ids if i is None)
+        if missing:
+            made = iter(random_event_ids(missing))
+            raw_ids = [next(made) if i is None else i.bytes for i in ids]
+            ids = [uuid_from_bytes(r) for r in raw_ids]
+        else:
+            raw_ids = [i.bytes for i in ids]  # type: ignore[union-attr]
+        values = self._values(stream_id, category, batch, entries, expected, sealed, raw_ids)
 
         attempts = ANY_VERSION_RETRIES if expected is None else 1
         for attempt in range(attempts):
@@ -332,8 +388,11 @@ class EventStore:
                 raise ConcurrencyError(stream_id, expected_version, self.stream_version(stream_id)) from None
             if not rows:  # exact check failed: the stream is behind the expected version
                 raise ConcurrencyError(stream_id, expected_version, self.stream_version(stream_id))
-            rows.sort()
-            return AppendResult(stream_id, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+            versions = [r[0] for r in rows]
+            if versions != sorted(versions):  # RETURNING follows the VALUES order; never rely on it blindly
+                rows.sort()
+                versions = [r[0] for r in rows]
+            return AppendResult(stream_id, versions, [r[1] for r in rows], ids)  # type: ignore[arg-type]
         raise AssertionError("unreachable")
 
     def _append_personal(
@@ -379,32 +438,37 @@ class EventStore:
         entries: list[EventType],
         expected: int | None,
         sealed: dict[int, bytes],
+        ids: list[bytes],
     ) -> list[bytes | None]:
-        """The parameters `append_statement` documents, in libpq's text format."""
+        """The parameters `append_statement` documents, in libpq's formats (UUIDs binary, the rest text)."""
         values: list[bytes | None] = [
-            str(stream_id).encode(),
+            stream_id.bytes,
             category.encode(),
             b"%d" % bucket_of(stream_id),
             None if expected is None else b"%d" % expected,
         ]
+        dumps = orjson.dumps
+        last_meta: Any = _UNSET
+        meta = b""
         if len(batch) <= VALUES_LIMIT:
-            for i, (event, entry) in enumerate(zip(batch, entries, strict=True)):
-                values += [
-                    None if event.event_id is None else str(event.event_id).encode(),
-                    entry.name.encode(),
-                    b"%d" % entry.version,
-                    sealed.get(i) or event.payload.__pydantic_serializer__.to_json(event.payload),
-                    orjson.dumps(event.metadata or EMPTY),
-                ]
+            add = values.extend
+            for i, event in enumerate(batch):
+                if event.metadata is not last_meta:  # a command's events usually share one dict
+                    last_meta = event.metadata
+                    meta = dumps(last_meta or EMPTY)
+                name, version = entries[i].wire
+                payload = event.payload
+                data = (sealed.get(i) if sealed else None) or payload.__pydantic_serializer__.to_json(payload)
+                add((ids[i], name, version, data, meta))
             return values
         rows = []
         for i, (event, entry) in enumerate(zip(batch, entries, strict=True)):
             data = orjson.Fragment(sealed.get(i) or event.payload.__pydantic_serializer__.to_json(event.payload))
-            rows.append((event.event_id, entry.name, entry.version, data, event.metadata or EMPTY))
-        values.append(orjson.dumps(rows))
+            rows.append((str(UUID(bytes=ids[i])), entry.name, entry.version, data, event.metadata or EMPTY))
+        values.append(dumps(rows))
         return values
 
-    def _insert(self, statement: AppendStatement, values: list[bytes | None]) -> list[tuple[int, int, UUID]]:
+    def _insert(self, statement: AppendStatement, values: list[bytes | None]) -> list[tuple[int, int]]:
         conn = connections[self.using]
         if conn.in_atomic_block:
             # A failed statement would doom the caller's transaction: isolate it in a savepoint.
@@ -415,7 +479,7 @@ class EventStore:
                 conn.ensure_connection()
             result = _exec_prepared(conn.connection, statement, values)
         get = result.get_value
-        return [(int(get(i, 0)), int(get(i, 1)), UUID(get(i, 2).decode())) for i in range(result.ntuples)]
+        return [(int(get(i, 0)), int(get(i, 1))) for i in range(result.ntuples)]
 
     def _find_original(self, stream_id: UUID, batch: list[NewEvent], expected: ExpectedVersion) -> AppendResult | None:
         """If these very events are already stored at the versions asked for, the earlier append's result."""

@@ -115,10 +115,12 @@ def reset_schema() -> None:
     from importlib import import_module
 
     migration = import_module("eventstore.migrations.0001_initial")
+    leaner = import_module("eventstore.migrations.0003_leaner_append")
     with psycopg.connect(conninfo(), autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
         conn.execute(migration.EVENTS)
+        conn.execute(leaner.FORWARD)
         conn.execute(migration.SNAPSHOTS)
         conn.execute(RAW_TABLE)
     connections["default"].close()

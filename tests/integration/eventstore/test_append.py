@@ -1,6 +1,6 @@
 """Append semantics against a real PostgreSQL: expected versions, atomicity, idempotent retry, validation."""
 
-from uuid import uuid4
+from uuid import RFC_4122, uuid4
 
 import pytest
 from django.db import transaction
@@ -137,6 +137,25 @@ def test_metadata_and_ids_are_stored(store):
     assert recorded.metadata == {"correlation_id": "c-1", "actor": "ann"}
     assert recorded.type == "test.Opened" and recorded.schema_version == 1
     assert recorded.category == "tally" and recorded.bucket == recorded.stream_id.int % 64
+
+
+def test_events_without_ids_get_distinct_random_ids_as_stored(store):
+    sid = uuid4()
+    given = uuid4()
+    result = store.append(sid, "tally", [Opened(name="a"), NewEvent(Added(amount=1), event_id=given), Added(amount=2)])
+    stored = [e.event_id for e in store.read_stream(sid)]
+    assert result.event_ids == stored
+    assert stored[1] == given
+    assert len(set(stored)) == 3 and all(i.version == 4 and i.variant == RFC_4122 for i in stored)
+    assert [str(i) for i in result.event_ids] == [str(i) for i in stored]  # built from bytes, same as UUID()
+
+
+@pytest.mark.parametrize("category", ["", None, 7])
+def test_a_category_is_a_non_empty_string(store, category):
+    sid = uuid4()
+    with pytest.raises(ValueError, match="category"):
+        store.append(sid, category, [Opened(name="a")])
+    assert store.stream_version(sid) == 0
 
 
 def test_a_conflict_inside_a_transaction_leaves_it_usable(store):
