@@ -68,13 +68,17 @@ EMPTY: dict[str, Any] = {}
 _UNSET = object()
 
 
-# Reads decode every column in C: psycopg's own timestamptz loader (Django installs a Python one
-# on its connections), its integer loader for xid8 (whose text form is digits), and orjson for
-# jsonb. Rows become RecordedEvents through tuple.__new__, again without a Python frame.
+# Reads ask for binary results and decode every column in C: the server then sends UUIDs,
+# integers, xid8 and times as they are stored instead of formatting them as text, psycopg loads
+# them with its C loaders (its own timestamptz loader, not the Python one Django installs for
+# text), and data and metadata come as their JSON text in a bytea (`textsend(data::text)`: a
+# cast to json would parse the text again on the server), straight into orjson. Rows become
+# RecordedEvents through tuple.__new__, again without a Python frame.
 XID8_OID = 5069
 
 
-class _JsonLoader(Loader):
+class _JsonTextInBytesLoader(Loader):
+    format = Format.BINARY
     load = orjson.loads  # a builtin, so not bound as a method: psycopg calls orjson directly
 
 
@@ -83,13 +87,14 @@ def _recorded_event_row(cursor: Any) -> Callable[[Sequence[Any]], RecordedEvent]
 
 
 _MAKE_RECORDED_EVENT = functools.partial(tuple.__new__, RecordedEvent)
-_TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, Format.TEXT)
 _INT_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["int8"].oid, Format.TEXT)
+_TIMESTAMPTZ_BINARY_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, Format.BINARY)
+_INT_BINARY_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["int8"].oid, Format.BINARY)
 
 TABLE = sql.Identifier("eventstore_event")
 COLUMNS = sql.SQL(
     "global_position, tx_id, stream_id, category, version, event_id, event_type, schema_version, "
-    "data, metadata, recorded_at"
+    "textsend(data::text) AS data, textsend(metadata::text) AS metadata, recorded_at"
 )
 # The horizon: every transaction below it has ended, so no row can still appear below it.
 HORIZON = sql.SQL("tx_id < pg_snapshot_xmin(pg_current_snapshot())")
@@ -289,9 +294,10 @@ class EventStore:
         conn = connections[self.using]
         conn.ensure_connection()
         cur = psycopg.Cursor(conn.connection, row_factory=_recorded_event_row)
-        cur.adapters.register_loader("jsonb", _JsonLoader)
-        cur.adapters.register_loader("timestamptz", _TIMESTAMPTZ_LOADER)
-        cur.adapters.register_loader(XID8_OID, _INT_LOADER)
+        cur.format = Format.BINARY
+        cur.adapters.register_loader("bytea", _JsonTextInBytesLoader)
+        cur.adapters.register_loader("timestamptz", _TIMESTAMPTZ_BINARY_LOADER)
+        cur.adapters.register_loader(XID8_OID, _INT_BINARY_LOADER)
         return cur
 
     def _fetch_events(self, cur: psycopg.Cursor[RecordedEvent]) -> list[RecordedEvent]:

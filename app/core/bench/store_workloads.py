@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import random
+import threading
 import time
 from typing import Any
 
@@ -134,18 +135,18 @@ def w2(systems: list[str], scale: float) -> dict[str, tuple[int, float]]:
     return _interleaved(plan, systems, block=50)
 
 
-def one_at_a_time(fn: Any) -> Any:
-    """Adapt a per-system workload to the runner's (systems, scale) signature: systems in turn."""
-
-    def run(systems: list[str], scale: float) -> dict[str, tuple[int, float]]:
-        out = {}
-        for system in systems:
-            common.reset_schema()
-            out[system] = fn(system, scale)
-        return out
-
-    run.__doc__ = fn.__doc__
-    return run
+def _single_event_plan(writer: Any, index: int, n: int, n_streams: int) -> Plan:
+    """Writer `index`'s n single-event appends at random over its own streams (the same for every system)."""
+    seed = 100 + index
+    rng = random.Random(seed)
+    streams = common.stream_ids(n_streams, seed)
+    versions = dict.fromkeys(streams, 0)
+    plan: Plan = []
+    for data in common.payloads(n, seed):
+        sid = rng.choice(streams)
+        plan.append((sid, versions[sid], writer.prepare([data])))
+        versions[sid] += 1
+    return plan
 
 
 def _writer_process(system: str, index: int, n: int, n_streams: int, barrier: Any, out: Any) -> None:
@@ -153,21 +154,12 @@ def _writer_process(system: str, index: int, n: int, n_streams: int, barrier: An
 
     django.setup()
     writer = WRITERS[system]()
-    seed = 100 + index
-    rng = random.Random(seed)
-    streams = common.stream_ids(n_streams, seed)
-    versions = dict.fromkeys(streams, 0)
-    datas = common.payloads(n, seed)
-    picks = [rng.choice(streams) for _ in range(n)]
-    events = [writer.prepare([d]) for d in datas]
-    writer.append(picks[0], 0, events[0])  # connect and prepare before the clock starts
-    versions[picks[0]] = 1
+    plan = _single_event_plan(writer, index, n, n_streams)
+    writer.append(*plan[0])  # connect and prepare before the clock starts
     barrier.wait()
     start = time.time()
-    for i in range(1, n):
-        sid = picks[i]
-        writer.append(sid, versions[sid], events[i])
-        versions[sid] += 1
+    for sid, version, events in plan[1:]:
+        writer.append(sid, version, events)
     out.put((start, time.time(), n))
     writer.close()
 
@@ -192,15 +184,65 @@ def _join(procs: list, out: Any) -> list[tuple[float, float, int]]:
     return results
 
 
-@one_at_a_time
-def w3(system: str, scale: float) -> tuple[int, float]:
+W3_WRITERS = 8
+BLOCK_TIMEOUT = 300  # seconds a block of appends may take before the run is called failed
+
+
+def _block_writer(system: str, index: int, sizes: list[int], n_streams: int, start: Any, done: Any) -> None:
+    """One W3 writer: its appends in blocks, each started and finished together with its peers."""
+    import django
+
+    django.setup()
+    writer = WRITERS[system]()
+    plan = _single_event_plan(writer, index, sum(sizes), n_streams)
+    first = 0
+    for size in sizes:
+        start.wait(BLOCK_TIMEOUT)
+        for sid, version, events in plan[first : first + size]:
+            writer.append(sid, version, events)
+        first += size
+        done.wait(BLOCK_TIMEOUT)
+    start.wait(BLOCK_TIMEOUT)  # leave only when every system's blocks are done: exits cost CPU too
+    writer.close()
+
+
+def w3(systems: list[str], scale: float) -> dict[str, tuple[int, float]]:
     """8 writer processes, 2,500 single-event appends each to their own 250 streams."""
     n = max(50, int(2_500 * scale))
-    procs, barrier, out = _spawn_writers(system, 8, n, max(5, int(250 * scale)))
-    barrier.wait()
-    results = _join(procs, out)
-    total = sum(r[2] for r in results) - len(results)  # the first append of each is before the clock
-    return total, max(r[1] for r in results) - min(r[0] for r in results)
+    timed = [n // 5] * 4 + [n - 4 * (n // 5)]
+    sizes = [max(1, n // 10), *timed]  # a warm-up block of 10 %, then five timed blocks
+    ctx = mp.get_context("spawn")
+    gates = {system: (ctx.Barrier(W3_WRITERS + 1), ctx.Barrier(W3_WRITERS + 1)) for system in systems}
+    procs = [
+        ctx.Process(target=_block_writer, args=(system, i, sizes, max(5, int(250 * scale)), *gates[system]))
+        for system in systems
+        for i in range(W3_WRITERS)
+    ]
+    for p in procs:
+        p.start()
+    # Both systems' writers wait at their gates; blocks alternate between the systems (as W1 and
+    # W2 alternate appends), so both see the same drift of the machine's speed.
+    elapsed = dict.fromkeys(systems, 0.0)
+    try:
+        for b in range(len(sizes)):
+            for system in systems if b % 2 == 0 else systems[::-1]:
+                start, done = gates[system]
+                start.wait(BLOCK_TIMEOUT)
+                began = time.perf_counter()
+                done.wait(BLOCK_TIMEOUT)
+                if b:
+                    elapsed[system] += time.perf_counter() - began
+        for start, _ in gates.values():
+            start.wait(BLOCK_TIMEOUT)
+    except threading.BrokenBarrierError:
+        failed = [p.exitcode for p in procs if p.exitcode]
+        raise RuntimeError(f"W3: a writer process stopped (exit codes {failed or 'none yet'})") from None
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.terminate()
+    return {system: (W3_WRITERS * n, elapsed[system]) for system in systems}
 
 
 def _fill_log(system: str, events: int) -> None:
@@ -215,12 +257,18 @@ def _fill_log(system: str, events: int) -> None:
 
 
 class RawReader:
+    """Reads the log page by page; each `read` goes on from where the last one stopped."""
+
     def __init__(self) -> None:
         self.conn = psycopg.connect(common.conninfo(), autocommit=True)
+        self.rewind()
+
+    def rewind(self) -> None:
+        self.after = 0
 
     def read(self, limit_pages: int | None = None) -> int:
         loads = json.loads
-        count, after, pages = 0, 0, 0
+        count, after, pages = 0, self.after, 0
         while limit_pages is None or pages < limit_pages:
             rows = self.conn.execute(RAW_READ, (after,)).fetchall()
             if not rows:
@@ -229,6 +277,7 @@ class RawReader:
             count += len(decoded)
             after = decoded[-1][0]
             pages += 1
+        self.after = after
         return count
 
     def close(self) -> None:
@@ -242,9 +291,13 @@ class EventfoldReader:
 
         common.use_schema_in_django()
         self.store, self.start = EventStore(), START
+        self.rewind()
+
+    def rewind(self) -> None:
+        self.checkpoint = self.start
 
     def read(self, limit_pages: int | None = None) -> int:
-        checkpoint, count, pages = self.start, 0, 0
+        checkpoint, count, pages = self.checkpoint, 0, 0
         while limit_pages is None or pages < limit_pages:
             result = self.store.read_all(checkpoint, limit=1000)
             if not result.events:
@@ -252,6 +305,7 @@ class EventfoldReader:
             count += len(result.events)
             checkpoint = result.checkpoint
             pages += 1
+        self.checkpoint = checkpoint
         return count
 
     def close(self) -> None:
@@ -263,28 +317,114 @@ class EventfoldReader:
 READERS = {"raw": RawReader, "eventfold": EventfoldReader}
 
 
-@one_at_a_time
-def w4(system: str, scale: float) -> tuple[int, float]:
+def w4(systems: list[str], scale: float) -> dict[str, tuple[int, float]]:
     """Read a log of 50,000 events (streams of 10) in global order, pages of 1,000, payloads decoded."""
     events = max(1_000, int(50_000 * scale) // 10 * 10)
-    _fill_log(system, events)
-    return events, timed_read(system, events, "W4")
+    for system in systems:
+        _fill_log(system, events)
+    # Both logs as a reader usually finds them, settled: without this, autovacuum comes by at a
+    # moment of its choosing during one system's read, and the first read of each table pays for
+    # setting every row's hint bits.
+    with psycopg.connect(common.conninfo(), autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) events, eventstore_event")
+    readers = {system: ReaderProcess(system) for system in systems}
+    elapsed = dict.fromkeys(systems, 0.0)
+    counts = dict.fromkeys(systems, 0)
+    try:
+        for reader in readers.values():  # warm-up: the first 10 %, then from the start again
+            reader.read(max(1, events // 10_000))
+            reader.rewind()
+        # Blocks of 5 pages alternate between the systems (as W1 and W2 alternate appends), so
+        # that both see the same drift of the machine's speed.
+        block = 0
+        while any(counts[system] < events for system in systems) and block <= events:
+            for system in systems if block % 2 == 0 else systems[::-1]:
+                count, seconds = readers[system].read(5)
+                counts[system] += count
+                elapsed[system] += seconds
+            block += 1
+    finally:
+        for reader in readers.values():
+            reader.close()
+    for system in systems:
+        if counts[system] != events:
+            raise RuntimeError(f"W4 {system} read {counts[system]} of {events} events")
+    return {system: (events, elapsed[system]) for system in systems}
 
 
 def timed_read(system: str, events: int, what: str) -> float:
     """Seconds to read the whole scratch log (`events` of them) with one system's reader, after
     a warm-up of 10 % on the same connection."""
-    reader = READERS[system]()
+    reader = ReaderProcess(system)
     try:
-        reader.read(limit_pages=max(1, events // 10_000))
-        start = time.perf_counter()
-        count = reader.read()
-        elapsed = time.perf_counter() - start
+        reader.read(max(1, events // 10_000))
+        reader.rewind()
+        count, elapsed = reader.read(None)
     finally:
         reader.close()
     if count != events:
         raise RuntimeError(f"{what} {system} read {count} of {events} events")
     return elapsed
+
+
+class ReaderProcess:
+    """A system's reader in a fresh process of its own, reading pages when asked.
+
+    Python's garbage collector walks every live object of the process, and the raw reader
+    (which leaves it on, as a plain client would) would otherwise pay for whatever the
+    benchmark itself holds: more in its later runs than in its first.
+    """
+
+    def __init__(self, system: str) -> None:
+        ctx = mp.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_reader_loop, args=(system, child))
+        self.proc.start()
+
+    def read(self, pages: int | None) -> tuple[int, float]:
+        """(events read, seconds) for up to `pages` more pages (None: to the end)."""
+        self.pipe.send(("read", pages))
+        return self._reply()
+
+    def rewind(self) -> None:
+        self.pipe.send(("rewind", None))
+        self._reply()
+
+    def _reply(self) -> Any:
+        if not self.pipe.poll(600):
+            raise RuntimeError("a reader process did not answer within 10 minutes")
+        reply = self.pipe.recv()
+        if isinstance(reply, str):
+            raise RuntimeError(f"a reader process failed: {reply}")
+        return reply
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.pipe.send(("stop", None))
+        self.proc.join(timeout=60)
+
+
+def _reader_loop(system: str, pipe: Any) -> None:
+    import django
+
+    django.setup()
+    reader = READERS[system]()
+    try:
+        while (request := pipe.recv())[0] != "stop":
+            op, pages = request
+            try:
+                if op == "rewind":
+                    reader.rewind()
+                    pipe.send(None)
+                else:
+                    start = time.perf_counter()
+                    count = reader.read(limit_pages=pages)
+                    pipe.send((count, time.perf_counter() - start))
+            except Exception as exc:
+                pipe.send(repr(exc))
+                raise
+    finally:
+        reader.close()
 
 
 def w5(system: str, scale: float) -> tuple[int, int]:
