@@ -120,7 +120,8 @@ def reset_schema() -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
         conn.execute(migration.EVENTS)
-        conn.execute(leaner.FORWARD)
+        for statement in leaner.FORWARD:
+            conn.execute(statement)
         conn.execute(migration.SNAPSHOTS)
         conn.execute(RAW_TABLE)
     connections["default"].close()
