@@ -72,7 +72,11 @@ def stack() -> Iterator[dict[str, Any]]:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
     env = dict(
-        os.environ, DATABASE_URL=_database_url(), EVENTFOLD_QUEUE_PREFIX="bench.", DJANGO_SETTINGS_MODULE="app.settings"
+        os.environ,
+        DATABASE_URL=_database_url(),
+        EVENTFOLD_QUEUE_PREFIX="bench.",
+        DJANGO_SETTINGS_MODULE="app.settings",
+        DEBUG="0",  # as deployed: no debug cursor recording every query
     )
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "--noinput", "-v0"], env=env, cwd=BASE, check=True)
