@@ -43,11 +43,13 @@ STEPS = [
     ),
     (
         "DROP INDEX CONCURRENTLY IF EXISTS eventstore_event_position",
-        "CREATE INDEX CONCURRENTLY IF NOT EXISTS eventstore_event_position ON eventstore_event USING brin (global_position)",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS eventstore_event_position "
+        "ON eventstore_event USING brin (global_position)",
     ),
     (
         "DROP INDEX CONCURRENTLY IF EXISTS eventstore_event_recorded_at",
-        "CREATE INDEX CONCURRENTLY IF NOT EXISTS eventstore_event_recorded_at ON eventstore_event USING brin (recorded_at)",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS eventstore_event_recorded_at "
+        "ON eventstore_event USING brin (recorded_at)",
     ),
 ]
 FORWARD = [forward for forward, _ in STEPS]
