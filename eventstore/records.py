@@ -26,7 +26,7 @@ ExpectedVersion = int | Literal["any", "no_stream"]
 class NewEvent(NamedTuple):
     """An event to append: a registered payload, its metadata and, optionally, its id.
 
-    Without an id the database gives the event a random one. With ids (derived from a
+    Without an id the store gives the event a random one. With ids (derived from a
     command id, say) a retried append is harmless: the same ids at the same versions
     return the first append's positions instead of appending again.
     """
