@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
-from uuid import UUID, SafeUUID, uuid4
+from uuid import UUID, SafeUUID
 
 import orjson
 import psycopg
@@ -187,6 +187,16 @@ def random_event_ids(n: int) -> list[bytes]:
 
 
 _set_slot, _new_object, _UNKNOWN = object.__setattr__, object.__new__, SafeUUID.unknown
+
+
+def _event_ids(batch: Sequence[NewEvent]) -> list[UUID]:
+    """Each event's id: its own, or a random one (all of an append's from one call to the OS)."""
+    ids = [e.event_id for e in batch]
+    missing = sum(1 for i in ids if i is None)
+    if not missing:
+        return ids  # type: ignore[return-value]
+    made = iter(random_event_ids(missing))
+    return [uuid_from_bytes(next(made)) if i is None else i for i in ids]
 
 
 def uuid_from_bytes(raw: bytes) -> UUID:
@@ -371,15 +381,8 @@ class EventStore:
         sealed: dict[int, bytes],
     ) -> AppendResult:
         statement = append_statement(expected is not None, min(len(batch), VALUES_LIMIT + 1), expected == 0)
-        ids = [e.event_id for e in batch]
-        missing = sum(1 for i in ids if i is None)
-        if missing:
-            made = iter(random_event_ids(missing))
-            raw_ids = [next(made) if i is None else i.bytes for i in ids]
-            ids = [uuid_from_bytes(r) for r in raw_ids]
-        else:
-            raw_ids = [i.bytes for i in ids]  # type: ignore[union-attr]
-        values = self._values(stream_id, category, batch, entries, expected, sealed, raw_ids)
+        ids = _event_ids(batch)
+        values = self._values(stream_id, category, batch, entries, expected, sealed, [i.bytes for i in ids])
 
         attempts = ANY_VERSION_RETRIES if expected is None else 1
         for attempt in range(attempts):
@@ -419,7 +422,7 @@ class EventStore:
         new_key = None if stream_id in known else keys.new_key()
         key = known.get(stream_id) or new_key
         assert key is not None
-        batch = [e if e.event_id is not None else e._replace(event_id=uuid4()) for e in batch]
+        batch = [e._replace(event_id=i) for e, i in zip(batch, _event_ids(batch), strict=True)]
         sealed = {}
         for i, (event, entry) in enumerate(zip(batch, entries, strict=True)):
             fields = entry.personal_data
