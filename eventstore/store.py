@@ -42,7 +42,7 @@ from psycopg.adapt import Loader
 from psycopg.pq import Format
 from pydantic import BaseModel
 
-from eventstore import personal_data
+from eventstore import hooks, personal_data
 from eventstore.errors import ConcurrencyError, DuplicateEventError, SubjectForgotten
 from eventstore.personal_data import SubjectKeys
 from eventstore.records import (
@@ -61,9 +61,6 @@ from eventstore.registry import EventRegistry, EventType
 from eventstore.registry import registry as default_registry
 
 ANY_VERSION_RETRIES = 5
-# Called after every successful append with (database alias, result), inside the appending
-# transaction: subscribers (the projections app) use transaction.on_commit from there.
-after_append: list[Callable[[str, AppendResult], None]] = []
 EMPTY: dict[str, Any] = {}
 _UNSET = object()
 
@@ -366,8 +363,7 @@ class EventStore:
             result = self._append_personal(stream_id, category, batch, entries, expected_version, expected)
         else:
             result = self._append(stream_id, category, batch, entries, expected_version, expected, {})
-        for hook in after_append:
-            hook(self.using, result)
+        hooks.appended(self.using, result)
         return result
 
     def _append(

@@ -6,7 +6,7 @@ class ProjectionsConfig(AppConfig):
     verbose_name = "Projections"
 
     def ready(self) -> None:
-        from eventstore.store import after_append
+        from eventstore.hooks import after_append
         from projections.wakeups import on_append
 
         if on_append not in after_append:

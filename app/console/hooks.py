@@ -47,13 +47,13 @@ def after_append(using: str, result: AppendResult) -> None:
 
 
 def register() -> None:
-    from eventstore import store
+    from eventstore import hooks as store_hooks
     from projections import rebuild, tasks
 
     for hooks, hook in (
         (tasks.after_catch_up, after_catch_up),
         (rebuild.progress_listeners, rebuild_progress),
-        (store.after_append, after_append),
+        (store_hooks.after_append, after_append),
     ):
         if hook not in hooks:
             hooks.append(hook)

@@ -102,7 +102,7 @@ def use_schema_in_django() -> None:
     Also detach the append hooks: the scratch log has no projections to wake, and a wake-up
     would name a bucket of the real database. The W workloads measure the event store alone.
     """
-    from eventstore.store import after_append
+    from eventstore.hooks import after_append
 
     after_append.clear()
     conn = connections["default"]
