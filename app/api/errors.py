@@ -14,10 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 
-from app.ledger.domain.errors import LedgerError
-from app.ledger.handlers import NotFound
-from eventstore.aggregate import AggregateNotFound
-from eventstore.errors import ConcurrencyError, InvalidEventData, UnknownEventType
+from app.ledger import commands
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +31,19 @@ def body(error: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"error": error, "detail": detail, **extra}
 
 
-def _fields(errors: list[dict[str, Any]]) -> dict[str, list[str]]:
-    fields: dict[str, list[str]] = {}
-    for e in errors:
-        loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "payload", "query", "path")]
-        fields.setdefault(".".join(loc) or "(body)", []).append(e.get("msg", "invalid"))
-    return fields
+# Every error code the API answers with, and its status.
+ERROR_CODES: dict[str, int] = {
+    "malformed_json": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "not_rebuildable": 409,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "validation_error": 422,
+    **commands.CODES,
+    "internal_error": 500,
+}
 
 
 def install(api: NinjaAPI) -> None:
@@ -67,12 +71,10 @@ def install(api: NinjaAPI) -> None:
     @api.exception_handler(ValidationError)
     def invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
         return respond(
-            request, 422, body("validation_error", "some fields are invalid", fields=_fields(list(exc.errors)))
+            request,
+            422,
+            body("validation_error", "some fields are invalid", fields=commands.validation_fields(list(exc.errors))),
         )
-
-    @api.exception_handler(InvalidEventData)
-    def invalid_event(request: HttpRequest, exc: InvalidEventData) -> HttpResponse:
-        return respond(request, 422, body("validation_error", str(exc), fields=_fields(exc.errors)))
 
     @api.exception_handler(HttpError)
     def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
@@ -84,34 +86,18 @@ def install(api: NinjaAPI) -> None:
     def too_big(request: HttpRequest, exc: Exception) -> HttpResponse:
         return respond(request, 413, body("payload_too_large", "the request body is over the size limit"))
 
-    @api.exception_handler(LedgerError)
-    def business_rule(request: HttpRequest, exc: LedgerError) -> HttpResponse:
-        return respond(request, 422, body(exc.code, exc.detail))
+    def refused(request: HttpRequest, exc: Exception) -> HttpResponse:
+        answer = commands.refusal(exc)
+        assert answer is not None  # registered for the table's own exception types only
+        extra = {**answer.extra, **({"fields": answer.fields} if answer.fields is not None else {})}
+        return respond(request, answer.status, body(answer.code, answer.detail, **extra), **answer.headers)
 
-    @api.exception_handler(NotFound)
-    def not_found(request: HttpRequest, exc: NotFound) -> HttpResponse:
-        return respond(request, 404, body("not_found", str(exc)))
-
-    @api.exception_handler(AggregateNotFound)
-    def no_aggregate(request: HttpRequest, exc: AggregateNotFound) -> HttpResponse:
-        return respond(request, 404, body("not_found", str(exc)))
-
-    @api.exception_handler(UnknownEventType)
-    def unknown_type(request: HttpRequest, exc: UnknownEventType) -> HttpResponse:
-        return respond(request, 404, body("not_found", str(exc)))
+    for kind in commands.REFUSABLE:
+        api.add_exception_handler(kind, refused)
 
     @api.exception_handler(Http404)
     def http404(request: HttpRequest, exc: Exception) -> HttpResponse:
         return respond(request, 404, body("not_found", str(exc) or "not found"))
-
-    @api.exception_handler(ConcurrencyError)
-    def conflict(request: HttpRequest, exc: ConcurrencyError) -> HttpResponse:
-        return respond(
-            request,
-            409,
-            body("concurrency_conflict", f"the stream is at version {exc.actual}", version=exc.actual),
-            ETag=f'"{exc.actual}"',
-        )
 
     @api.exception_handler(Exception)
     def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:

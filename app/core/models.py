@@ -74,3 +74,17 @@ class ApiToken(models.Model):
         token = "ef_" + secrets.token_urlsafe(32)
         row = cls.objects.create(user=user, name=name, digest=digest(token), prefix=token[:8])
         return row, token
+
+
+class ProcessedCommand(models.Model):
+    """The result of a command sent with an Idempotency-Key (per user, kept 24 h): a retry with the
+    same key and request gets it back instead of acting again."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of what the key was first sent with")
+    result = models.JSONField(help_text="the command's result: stream_id, version, position")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="api_processed_command_user_key")]

@@ -8,11 +8,11 @@
     TransferFailed          -> refund the source, if it was debited
     TransferRefunded        -> confirm the refund on the transfer
 
-Each step is one command on one stream (app/ledger/handlers.py), with event ids derived from
-the triggering event's, so redelivery is harmless. A transfer still pending `deadline_s` after
-its request, and whose debit is not confirmed, is failed as expired (beat: app/ledger/tasks.py);
-the TransferFailed step then refunds the source if it was debited. Once the debit is confirmed,
-the credit decides: completed, or failed and refunded.
+Each step is one command on one stream (app/ledger/handlers.py, through commands.step), with
+event ids derived from the triggering event's, so redelivery is harmless. A transfer still
+pending `deadline_s` after its request, and whose debit is not confirmed, is failed as expired
+(beat: app/ledger/tasks.py); the TransferFailed step then refunds the source if it was
+debited. Once the debit is confirmed, the credit decides: completed, or failed and refunded.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from uuid import UUID
 from django.utils import timezone
 
 from app.ledger import handlers
-from app.ledger.handlers import CommandContext, NotFound
+from app.ledger.commands import CommandContext, NotFound
 from app.ledger.models import TransferSummary
 from eventstore.errors import ConcurrencyError
 from eventstore.records import RecordedEvent

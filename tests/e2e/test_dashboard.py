@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.ledger import handlers
-from app.ledger.handlers import CommandContext
+from app.ledger.commands import CommandContext
 from tests.e2e.conftest import console_user, log_in
 from tests.integration.projections.conftest import worker  # noqa: F401  (the session's worker, caught up)
 

@@ -8,7 +8,7 @@ from uuid import uuid4
 from playwright.sync_api import expect
 
 from app.ledger import handlers
-from app.ledger.handlers import CommandContext
+from app.ledger.commands import CommandContext
 from projections.base import projections
 from projections.models import Checkpoint as CheckpointRow
 from projections.runner import ensure_checkpoints

@@ -19,8 +19,8 @@ from django.db import connections
 from playwright.sync_api import expect
 
 from app.ledger import handlers
+from app.ledger.commands import CommandContext
 from app.ledger.domain.account import Account
-from app.ledger.handlers import CommandContext
 from eventstore.aggregate import Repository
 from eventstore.store import EventStore
 from projections import runner

@@ -6,7 +6,7 @@ from __future__ import annotations
 from uuid import UUID, uuid4
 
 from app.ledger import handlers
-from app.ledger.handlers import CommandContext
+from app.ledger.commands import CommandContext
 from tests.e2e.conftest import console_user, log_in
 
 DEPOSITS = (1_500, 2_500, 4_000)

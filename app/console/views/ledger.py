@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from django import forms
 from django.conf import settings
@@ -30,11 +30,9 @@ from django_htmx.http import HttpResponseClientRedirect
 from app.console import access
 from app.console.forms import CommandForm, MoneyForm, OpenAccountForm, ReasonForm, TransferForm
 from app.core.models import Role, has_role
-from app.ledger import handlers, selectors
-from app.ledger.domain.errors import LedgerError
-from app.ledger.handlers import CommandContext, CommandResult
-from eventstore.errors import ConcurrencyError, DuplicateEventError
-from projections import backpressure, status
+from app.ledger import commands, handlers, selectors
+from app.ledger.commands import CommandResult
+from projections import status
 
 FORM_TEMPLATE = "console/command_form.html"
 PAGE_SIZE = 50
@@ -43,10 +41,6 @@ TRANSFER_READS = ["transfers"]
 
 
 # -- sending commands -------------------------------------------------------------------------
-class AlreadySent(Exception):
-    """The form's command was sent before (its events are in the log): nothing was done twice."""
-
-
 def refuse(form: forms.Form, code: str, detail: str) -> None:
     """Show a refusal next to the form: a title from the API's error code, then its detail."""
     form.refusal = {"code": code, "title": code.replace("_", " ").capitalize(), "detail": detail}  # type: ignore[attr-defined]
@@ -54,40 +48,22 @@ def refuse(form: forms.Form, code: str, detail: str) -> None:
 
 
 def send(
-    request: HttpRequest,
-    form: CommandForm,
-    call: Callable[[CommandContext], CommandResult],
-    *,
-    creates: bool = False,
+    request: HttpRequest, form: CommandForm, handler: Callable[..., CommandResult], **arguments: Any
 ) -> CommandResult | None:
-    """Send the form's command as the logged-in user; None (and the form refused) if it was not
-    done. Raises AlreadySent if this form's command is in the log already (for a command that
-    `creates` a stream, whose id comes from the form's command id: that stream exists)."""
-    if backpressure.too_far_behind():
-        refuse(
-            form,
-            "backpressure",
-            f"the read models are more than {settings.BACKPRESSURE_MAX_LAG} events behind: retry shortly",
-        )
-        return None
-    ctx = CommandContext(
+    """Send the form's command as the logged-in user (app/ledger/commands.py); None, and the form
+    shows the refusal, if it was refused. The form's command id makes sending it twice harmless."""
+    sender = commands.Sender(
         actor=request.user.get_username(),
         command_id=form.cleaned_data["command_id"],
         request_id=request.headers.get("X-Request-ID"),
     )
     try:
-        return call(ctx)
-    except LedgerError as exc:
-        refuse(form, exc.code, exc.detail)
-    except handlers.NotFound as exc:
-        refuse(form, "not_found", str(exc))
-    except DuplicateEventError:
-        raise AlreadySent() from None
-    except ConcurrencyError as exc:
-        if creates:
-            raise AlreadySent() from None
-        refuse(form, "concurrency_conflict", f"the stream is at version {exc.actual}: it changed meanwhile, try again")
-    return None
+        return commands.send(handler, sender, **arguments)
+    except commands.REFUSABLE as exc:
+        answer = commands.refusal(exc)
+        assert answer is not None
+        refuse(form, answer.code, answer.detail)
+        return None
 
 
 def consistent(request: HttpRequest, names: list[str]) -> bool:
@@ -98,11 +74,14 @@ def consistent(request: HttpRequest, names: list[str]) -> bool:
     return not status.wait_applied(names, int(raw), timeout=settings.CONSISTENCY_TIMEOUT_S)
 
 
-def done(request: HttpRequest, url: str, position: int | None, notice: str) -> HttpResponse:
-    """After a command: the page that shows its result (a whole-page redirect for htmx too)."""
-    messages.success(request, notice)
-    if position is not None:
-        url = f"{url}?{urlencode({'consistent_with': position})}"
+def done(request: HttpRequest, url: str, result: CommandResult, notice: str) -> HttpResponse:
+    """After a command: the page that shows its result (a whole-page redirect for htmx too), which
+    waits for the read models to show it. A form sent again says so, and waits for nothing."""
+    if result.outcome == "repeated":
+        messages.success(request, "This form was sent before: it was done once.")
+    else:
+        messages.success(request, notice)
+        url = f"{url}?{urlencode({'consistent_with': result.position})}"
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
@@ -187,25 +166,11 @@ def accounts(request: HttpRequest) -> HttpResponse:
 def account_open(request: HttpRequest) -> HttpResponse:
     form = OpenAccountForm(request.POST, auto_id="open-%s")
     if form.is_valid():
-        account_id = uuid5(form.cleaned_data["command_id"], "account")
-        url = reverse("console:account", args=[account_id])
-        try:
-            result = send(
-                request,
-                form,
-                lambda ctx: handlers.account_open(
-                    account_id=account_id,
-                    owner=form.cleaned_data["owner"],
-                    currency=form.cleaned_data["currency"],
-                    overdraft_limit=form.cleaned_data["overdraft_limit"],
-                    ctx=ctx,
-                ),
-                creates=True,
-            )
-        except AlreadySent:
-            return done(request, url, None, "This form was sent before: the account was opened once.")
+        data = {k: v for k, v in form.cleaned_data.items() if k != "command_id"}
+        result = send(request, form, handlers.account_open, **data)
         if result is not None:
-            return done(request, url, result.position, f"Opened an account for {form.cleaned_data['owner']}.")
+            url = reverse("console:account", args=[result.stream_id])
+            return done(request, url, result, f"Opened an account for {form.cleaned_data['owner']}.")
     return form_error(request, form, _open_spec(), lambda: _accounts_page(request, form))
 
 
@@ -307,14 +272,11 @@ def account_action(request: HttpRequest, account_id: UUID, action: str) -> HttpR
     url = reverse("console:account", args=[account_id])
     if form.is_valid():
         data = {k: v for k, v in form.cleaned_data.items() if k != "command_id"}
-        try:
-            result = send(request, form, lambda ctx: spec.handler(account_id=account_id, ctx=ctx, **data))
-        except AlreadySent:
-            return done(request, url, None, "This form was sent before: it was done once.")
+        result = send(request, form, spec.handler, account_id=account_id, **data)
         if result is not None:
             found = selectors.account_get(account_id)
             notice = spec.notice.format(currency=found.currency if found else "", **data)
-            return done(request, url, result.position, notice)
+            return done(request, url, result, notice)
     return form_error(
         request, form, _action_spec(account_id, action), lambda: _account_page(request, account_id, (action, form))
     )
@@ -373,25 +335,11 @@ def transfers(request: HttpRequest) -> HttpResponse:
 def transfer_request(request: HttpRequest) -> HttpResponse:
     form = TransferForm(request.POST, auto_id="transfer-%s")
     if form.is_valid():
-        transfer_id = uuid5(form.cleaned_data["command_id"], "transfer")
-        url = reverse("console:transfer", args=[transfer_id])
-        try:
-            result = send(
-                request,
-                form,
-                lambda ctx: handlers.transfer_request(
-                    transfer_id=transfer_id,
-                    from_account=form.cleaned_data["from_account"],
-                    to_account=form.cleaned_data["to_account"],
-                    amount=form.cleaned_data["amount"],
-                    ctx=ctx,
-                ),
-                creates=True,
-            )
-        except AlreadySent:
-            return done(request, url, None, "This form was sent before: the transfer was requested once.")
+        data = {k: v for k, v in form.cleaned_data.items() if k != "command_id"}
+        result = send(request, form, handlers.transfer_request, **data)
         if result is not None:
-            return done(request, url, result.position, "Transfer requested: it completes (or fails) in a moment.")
+            url = reverse("console:transfer", args=[result.stream_id])
+            return done(request, url, result, "Transfer requested: it completes (or fails) in a moment.")
     return form_error(request, form, _transfer_spec(), lambda: _transfers_page(request, form))
 
 

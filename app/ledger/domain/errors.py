@@ -40,8 +40,3 @@ class CurrencyMismatch(LedgerError):
 class SameAccount(LedgerError):
     code = "same_account"
 
-
-class InvalidTransition(LedgerError):
-    """A command that makes no sense in the aggregate's current state (e.g. unfreeze an open account)."""
-
-    code = "invalid_state"

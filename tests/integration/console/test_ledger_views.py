@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from app.console.views import ledger as ledger_views
 from app.ledger import handlers
-from app.ledger.handlers import CommandContext
+from app.ledger.commands import CommandContext
 from eventstore.store import EventStore
 from projections import backpressure, status
 from tests.conftest import wait_for

@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from app.core.models import Profile
 from app.ledger import handlers
-from app.ledger.handlers import CommandContext
+from app.ledger.commands import CommandContext
 from eventstore import browse
 from eventstore.browse import LogBrowser
 from eventstore.records import Checkpoint, NewEvent

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from app.console.views import log as timeline_view
 from app.ledger import handlers
-from app.ledger.handlers import CommandContext
+from app.ledger.commands import CommandContext
 from eventstore import timeline
 from tests.conftest import wait_for
 

@@ -13,7 +13,7 @@ from django.db import connection, connections
 
 from app.celery import app as celery_app
 from app.ledger import handlers
-from app.ledger.handlers import CommandContext
+from app.ledger.commands import CommandContext
 from app.ledger.models import AccountSummary, Entry
 from eventstore.store import EventStore
 from projections import rebuild, runner, scratch

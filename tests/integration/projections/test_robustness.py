@@ -12,8 +12,8 @@ from django.db import connection, connections
 
 from app.celery import app as celery_app
 from app.ledger import handlers
+from app.ledger.commands import CommandContext
 from app.ledger.domain.account import Account
-from app.ledger.handlers import CommandContext
 from app.ledger.models import AccountSummary, Entry
 from eventstore.aggregate import Repository
 from eventstore.records import bucket_of

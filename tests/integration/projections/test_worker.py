@@ -7,9 +7,9 @@ from uuid import uuid4
 from django.db import connections
 
 from app.ledger import handlers
+from app.ledger.commands import CommandContext
 from app.ledger.domain.account import Account
 from app.ledger.domain.errors import LedgerError
-from app.ledger.handlers import CommandContext
 from app.ledger.models import AccountSummary, Entry
 from eventstore.aggregate import Repository
 from eventstore.errors import ConcurrencyError

@@ -11,9 +11,9 @@ import pytest
 from django.db import connection
 
 from app.ledger import handlers
+from app.ledger.commands import CommandContext
 from app.ledger.domain.account import Account, AccountState
 from app.ledger.domain.transfer import Transfer, TransferState
-from app.ledger.handlers import CommandContext
 from app.ledger.process import TransferProcess
 from eventstore.aggregate import Repository
 from eventstore.records import BUCKETS, RecordedEvent

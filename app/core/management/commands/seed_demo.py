@@ -21,8 +21,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
 
 from app.ledger import handlers
+from app.ledger.commands import CommandContext, NotFound
 from app.ledger.domain.errors import LedgerError
-from app.ledger.handlers import CommandContext, NotFound
 from app.ledger.models import AccountSummary
 
 OWNERS = [

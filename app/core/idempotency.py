@@ -1,0 +1,87 @@
+"""Idempotency-Key: a command sent again with the same key and request gets the first result and
+acts no more.
+
+Inside the command's transaction, a transaction-level advisory lock on (user, key) serialises
+concurrent duplicates. The lock writes nothing, so the command's append stays the transaction's
+first write. Only results of commands that succeeded are kept, for KEEP_FOR. The command id (and
+so every event id) derives from the user, the key and the request, so even a retry made after
+the record is gone appends nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any, TypeVar
+from uuid import UUID, uuid5
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from app.core.models import ProcessedCommand
+
+KEEP_FOR = timedelta(hours=24)
+NAMESPACE = UUID("0f7f9d43-2f0c-4c51-9b6e-2b3f54f0c1e1")
+MAX_KEY_LENGTH = 255
+R = TypeVar("R")
+
+
+class InvalidKey(ValueError):
+    """The Idempotency-Key is empty or too long."""
+
+    def __init__(self) -> None:
+        super().__init__(f"Idempotency-Key must have 1 to {MAX_KEY_LENGTH} characters")
+
+
+class KeyReused(Exception):
+    """The key was used before with another request."""
+
+    def __init__(self) -> None:
+        super().__init__("this Idempotency-Key was used with another request")
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """What a key is sent with: the request's method, path and body."""
+    return hashlib.sha256(b"%s %s\n%s" % (method.encode(), path.encode(), body)).hexdigest()
+
+
+def check_key(key: str) -> str:
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidKey()
+    return key
+
+
+def command_id(user_id: int, key: str, print_: str) -> UUID:
+    """The command id (and so the event ids) a keyed command always gets."""
+    return uuid5(NAMESPACE, f"{user_id}:{key}:{print_}")
+
+
+def run(
+    user_id: int,
+    key: str,
+    print_: str,
+    produce: Callable[[], R],
+    *,
+    keep: Callable[[R], Mapping[str, Any]],
+    restore: Callable[[Mapping[str, Any]], R],
+) -> R:
+    """The result kept for (user, key), or `produce()`'s, kept (as `keep` makes it) for next time."""
+    check_key(key)
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"idempotency:{user_id}:{key}"])
+        kept = ProcessedCommand.objects.filter(
+            user_id=user_id, key=key, created_at__gte=timezone.now() - KEEP_FOR
+        ).first()
+        if kept is not None:
+            if kept.fingerprint != print_:
+                raise KeyReused()
+            return restore(kept.result)
+        result = produce()
+        ProcessedCommand.objects.update_or_create(
+            user_id=user_id,
+            key=key,
+            defaults={"fingerprint": print_, "result": dict(keep(result)), "created_at": timezone.now()},
+        )
+        return result
