@@ -1,11 +1,14 @@
-"""The command API against API.md: shapes, status codes, every row of the error table, roles."""
+"""The command API against docs/api.md: shapes, status codes, every row of the error table, roles."""
 
 import json
-from uuid import uuid4
+from datetime import timedelta
+from uuid import UUID, uuid4
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
+from app.core.models import ProcessedCommand
 from app.ledger.domain.account import Account
 from eventstore.aggregate import Repository
 from eventstore.store import EventStore
@@ -137,6 +140,22 @@ def test_409_idempotency_key_reused_with_another_body(operator):
         "idempotency_key_reused",
     )
     assert EventStore().stream_version(__import__("uuid").UUID(account)) == 2
+
+
+def test_a_key_used_again_after_its_24_hours_gets_the_first_result(operator):
+    """The record is gone, but the event ids (and a new account's id) derive from the key: the
+    command finds its events in the log and answers with them, appending nothing twice."""
+    opened = operator.post("/api/accounts", {"owner": "Kay", "currency": "EUR"}, idempotency_key="open-1")
+    account = opened.json()["account_id"]
+    first = operator.post(f"/api/accounts/{account}/deposits", {"amount": 5}, idempotency_key="k-old")
+    operator.post(f"/api/accounts/{account}/deposits", {"amount": 7})  # the stream moves on
+    ProcessedCommand.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    again = operator.post(f"/api/accounts/{account}/deposits", {"amount": 5}, idempotency_key="k-old")
+    assert again.status_code == 200 and again.json() == first.json()
+    reopened = operator.post("/api/accounts", {"owner": "Kay", "currency": "EUR"}, idempotency_key="open-1")
+    assert reopened.status_code == 201 and reopened.json() == opened.json()
+    events = EventStore().read_stream(UUID(account))
+    assert [e.type for e in events] == ["ledger.AccountOpened", "ledger.FundsDeposited", "ledger.FundsDeposited"]
 
 
 @pytest.mark.parametrize(
