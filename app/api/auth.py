@@ -10,7 +10,7 @@ from ninja.errors import AuthorizationError
 from ninja.security.http import HttpBearer
 
 from app.api.threads import in_thread
-from app.core.models import RANK, ApiToken, Role, digest
+from app.core.models import ApiToken, digest, outranks, role_of
 
 
 class Caller:
@@ -20,7 +20,7 @@ class Caller:
         self.user, self.role = user, role
 
     def require(self, needed: str) -> None:
-        if RANK[Role(self.role)] < RANK[Role(needed)]:
+        if not outranks(self.role, needed):
             raise AuthorizationError(f"this needs the {needed} role; yours is {self.role}")
 
 
@@ -34,8 +34,8 @@ def caller_for_token(token: str) -> Caller | None:
     if row is None:
         return None
     user = row.user
-    profile = getattr(user, "profile", None)
-    role = Role.ADMIN if user.is_superuser else (profile.role if profile else Role.VIEWER)
+    role = role_of(user, loaded=True)
+    assert role is not None  # an active user is authenticated
     if row.last_used_at is None or (timezone.now() - row.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=row.pk).update(last_used_at=timezone.now())
     return Caller(user, role)

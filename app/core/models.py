@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -29,18 +30,34 @@ class Profile(models.Model):
         return f"{self.user} ({self.role})"
 
 
-def role_of(user: object) -> str | None:
+def role_of(user: Any, *, loaded: bool = False) -> str | None:
+    """A user's role: a superuser is always an admin; a user without a profile is a viewer.
+    `loaded`: trust the profile loaded with the user (`select_related("profile")`), no query."""
     if not getattr(user, "is_authenticated", False):
         return None
-    if getattr(user, "is_superuser", False):
+    if user.is_superuser:
         return Role.ADMIN
-    profile = Profile.objects.filter(user=user).only("role").first()
+    profile = getattr(user, "profile", None) if loaded else Profile.objects.filter(user=user).only("role").first()
     return profile.role if profile else Role.VIEWER
 
 
-def has_role(user: object, needed: str) -> bool:
-    role = role_of(user)
+def outranks(role: str | None, needed: str) -> bool:
+    """Whether `role` may do what `needed` may (viewer < operator < admin)."""
     return role is not None and RANK[Role(role)] >= RANK[Role(needed)]
+
+
+def has_role(user: Any, needed: str) -> bool:
+    return outranks(role_of(user), needed)
+
+
+def role_set(user: Any, role: str) -> None:
+    """Give a user a role. The one place that does: Django's admin site flag (`is_staff`) follows
+    it, so only admins (and superusers) can use the admin site."""
+    Profile.objects.update_or_create(user=user, defaults={"role": Role(role)})
+    staff = role == Role.ADMIN or user.is_superuser
+    if user.is_staff != staff:
+        user.is_staff = staff
+        user.save(update_fields=["is_staff"])
 
 
 def digest(token: str) -> str:

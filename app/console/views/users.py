@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from app.console import access
 from app.console.forms import CreateUserForm, RoleForm, TokenForm
-from app.core.models import ApiToken, Profile, Role
+from app.core.models import ApiToken, Role, role_of, role_set
 
 TOKENS_SHOWN = 200
 
@@ -38,7 +38,10 @@ def _users_page(
         ]
     )
     active = dict(ApiToken.objects.active().values("user").annotate(n=Count("id")).values_list("user", "n"))
-    rows = [{"user": u, "role": _role(u), "tokens": active.get(u.pk, 0), "fixed": _fixed(request, u)} for u in users]
+    rows = [
+        {"user": u, "role": role_of(u, loaded=True), "tokens": active.get(u.pk, 0), "fixed": _fixed(request, u)}
+        for u in users
+    ]
     context = {
         "title": "Users",
         "rows": rows,
@@ -50,16 +53,6 @@ def _users_page(
         "issued": issued,
     }
     return render(request, "console/users.html", context)
-
-
-def _role(user: Any) -> str:
-    """role_of() without a query per user (profiles come with the users)."""
-    if user.is_superuser:
-        return Role.ADMIN
-    try:
-        return user.profile.role
-    except Profile.DoesNotExist:
-        return Role.VIEWER
 
 
 def _fixed(request: HttpRequest, user: Any) -> str:
@@ -84,7 +77,7 @@ def user_create(request: HttpRequest) -> HttpResponse:
         user = get_user_model().objects.create_user(
             username=form.cleaned_data["username"], password=form.cleaned_data["password"]
         )
-        Profile.objects.create(user=user, role=form.cleaned_data["role"])
+        role_set(user, form.cleaned_data["role"])
     messages.success(request, f"Created {user.username} ({form.cleaned_data['role']}); they can log in now.")
     return redirect("console:users")
 
@@ -99,7 +92,7 @@ def user_role(request: HttpRequest, user_id: int) -> HttpResponse:
     elif reason := _fixed(request, user):
         messages.error(request, f"The role of {user.username} cannot be changed here: {reason}.")
     else:
-        Profile.objects.update_or_create(user=user, defaults={"role": form.cleaned_data["role"]})
+        role_set(user, form.cleaned_data["role"])
         messages.success(request, f"{user.username} is now {form.cleaned_data['role']}.")
     return redirect("console:users")
 

@@ -39,4 +39,3 @@ class CurrencyMismatch(LedgerError):
 
 class SameAccount(LedgerError):
     code = "same_account"
-

@@ -82,6 +82,12 @@ def test_roles_change_but_never_ones_own(admin):
     vic = user("vic", "viewer")
     assert admin.post(reverse("console:user_role", args=[vic.pk]), {"role": "operator"}).status_code == 302
     assert role_of(vic) == "operator"
+    admin.post(reverse("console:user_role", args=[vic.pk]), {"role": "admin"})
+    vic.refresh_from_db()
+    assert role_of(vic) == "admin" and vic.is_staff  # Django's admin site follows the role
+    admin.post(reverse("console:user_role", args=[vic.pk]), {"role": "operator"})
+    vic.refresh_from_db()
+    assert role_of(vic) == "operator" and not vic.is_staff
     me = get_user_model().objects.get(username="ada")
     html = admin.post(reverse("console:user_role", args=[me.pk]), {"role": "viewer"}, follow=True).content.decode()
     assert "cannot be changed here: your own role" in html and role_of(me) == "admin"

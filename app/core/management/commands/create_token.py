@@ -2,7 +2,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from app.core.models import ApiToken, Profile, Role
+from app.core.models import ApiToken, Role, role_set
 
 
 class Command(BaseCommand):
@@ -21,8 +21,7 @@ class Command(BaseCommand):
         user, _ = get_user_model().objects.get_or_create(username=username)
         if password is not None:
             user.set_password(password)
-        user.is_staff = role == Role.ADMIN
         user.save()
-        Profile.objects.update_or_create(user=user, defaults={"role": role})
+        role_set(user, role)
         _, token = ApiToken.issue(user, name=name)
         self.stdout.write(token)

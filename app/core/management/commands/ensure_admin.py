@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from app.core.models import Profile, Role
+from app.core.models import Profile, Role, role_set
 
 USERNAME = "admin"
 
@@ -28,6 +28,5 @@ class Command(BaseCommand):
         if users.filter(username=USERNAME).exists():
             return  # someone made `admin` without the admin role: leave it to them
         password = secrets.token_urlsafe(12)
-        user = users.create_user(USERNAME, password=password, is_staff=True)
-        Profile.objects.create(user=user, role=Role.ADMIN)
+        role_set(users.create_user(USERNAME, password=password), Role.ADMIN)
         self.stdout.write(password)
