@@ -131,7 +131,7 @@ def overview() -> list[dict[str, Any]]:
             first = failed[0]
             item["error"] = {
                 "bucket": first.bucket,
-                "event_id": str(first.error_event_id),
+                "event_id": str(first.error_event_id) if first.error_event_id else None,
                 "position": first.error_position,
                 "traceback": first.error,
                 "failed_buckets": [r.bucket for r in failed],

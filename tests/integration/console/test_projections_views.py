@@ -35,17 +35,24 @@ def no_rebuild_tasks(monkeypatch):
     monkeypatch.setattr(rebuild, "enqueue", lambda job: None)
 
 
-def park(name: str, bucket: int = 5) -> str:
-    """Park a bucket of a projection as a failing handler would; returns the event id."""
+def park(name: str, bucket: int = 5, *, blame: bool = True) -> str | None:
+    """Park a bucket of a projection as a failing handler would (or, without `blame`, a failure
+    no single event caused); returns the event id."""
     ensure_checkpoints(projections.get(name), force=True)
-    event_id = str(uuid4())
+    event_id = str(uuid4()) if blame else None
     CheckpointRow.objects.filter(projection=name, bucket=bucket).update(
         failed=True,
         error="Traceback (most recent call last):\nValueError: a poison amount",
-        error_position=7,
+        error_position=7 if blame else None,
         error_event_id=event_id,
     )
     return event_id
+
+
+def test_a_bucket_parked_without_an_event_to_blame_still_shows(transactional_db):
+    park("daily_totals", blame=False)
+    page = console_client("vic", "viewer").get(PAGE)
+    assert page.status_code == 200 and "a batch failed (no single event to blame)" in page.content.decode()
 
 
 def test_a_viewer_sees_every_projection_and_no_controls(transactional_db):
