@@ -24,8 +24,8 @@ from uuid import UUID
 from django.core.management import call_command
 from django.db import connections, transaction
 
-from app.core.bench import common
-from app.core.bench.store_workloads import timed_read
+from bench import common
+from bench.store_workloads import timed_read
 from eventstore.aggregate import Repository
 from eventstore.hooks import after_append
 from eventstore.records import NO_STREAM

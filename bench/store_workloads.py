@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from app.core.bench import common
+from bench import common
 
 RAW_INSERT = "INSERT INTO events (stream_id, version, type, data, metadata) VALUES (%s, %s, %s, %s::jsonb, %s::jsonb)"
 RAW_READ = (

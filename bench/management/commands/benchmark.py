@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from app.core.bench import runner
+from bench import runner
 
 
 class Command(BaseCommand):
