@@ -1,4 +1,4 @@
-"""P2 and P3 of BENCHMARKS.md: the whole stack (ASGI server, Celery worker and beat) started
+"""P2 and P3 of docs/benchmarks.md: the whole stack (ASGI server, Celery worker and beat) started
 here against a scratch schema of the configured database.
 
 P2: 4 HTTP clients send deposits through the REST API as fast as they can.

@@ -1,4 +1,4 @@
-"""P1 of BENCHMARKS.md: rebuild each ledger projection from zero over a seeded ledger log.
+"""P1 of docs/benchmarks.md: rebuild each ledger projection from zero over a seeded ledger log.
 
 The scratch schema gets every migration (the event store, the projections' bookkeeping and the
 ledger's read models), then about 200,000 ledger events made by the domain itself: 20,000

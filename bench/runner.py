@@ -1,5 +1,5 @@
 """Runs the workloads interleaved (each run cycles through the systems) and
-reports each figure with its same-run reference, as BENCHMARKS.md asks."""
+reports each figure with its same-run reference, as docs/benchmarks.md asks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""W1-W5 of BENCHMARKS.md, each for the two systems of `bench.systems`: "raw" (the plain
+"""W1-W5 of docs/benchmarks.md, each for the two systems of `bench.systems`: "raw" (the plain
 psycopg 3 reference table) and "eventfold" (the public EventStore API).
 
 Every function returns (events, seconds) for the timed part; W5 returns

@@ -7,7 +7,7 @@ from bench import runner
 
 
 class Command(BaseCommand):
-    help = "Run the BENCHMARKS.md workloads against the configured database and write one JSON object."
+    help = "Run the docs/benchmarks.md workloads against the configured database and write one JSON object."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--json", dest="path", help="where to write the JSON report")
