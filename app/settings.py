@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "app.ledger",
     "app.api",
     "app.console",
+    "bench",
 ]
 
 MIDDLEWARE = [

@@ -90,7 +90,7 @@ def _banner(port: str, new_admin_password: str) -> str:
 def run() -> int:
     if manage("migrate", "--noinput") != 0:
         return 1
-    if os.path.exists(os.path.join("app", "core", "management", "commands", "seed_demo.py")) and (
+    if os.path.exists(os.path.join("app", "ledger", "management", "commands", "seed_demo.py")) and (
         manage("seed_demo", "--if-empty") != 0
     ):
         return 1

@@ -3,11 +3,11 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from app.core.bench import runner
+from bench import runner
 
 
 class Command(BaseCommand):
-    help = "Run the BENCHMARKS.md workloads against the configured database and write one JSON object."
+    help = "Run the docs/benchmarks.md workloads against the configured database and write one JSON object."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--json", dest="path", help="where to write the JSON report")

@@ -1,4 +1,4 @@
-"""P1 of BENCHMARKS.md: rebuild each ledger projection from zero over a seeded ledger log.
+"""P1 of docs/benchmarks.md: rebuild each ledger projection from zero over a seeded ledger log.
 
 The scratch schema gets every migration (the event store, the projections' bookkeeping and the
 ledger's read models), then about 200,000 ledger events made by the domain itself: 20,000
@@ -17,36 +17,40 @@ import logging
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
 from django.core.management import call_command
 from django.db import connections, transaction
 
-from app.core.bench import common
-from app.core.bench.store_workloads import timed_read
+from app.ledger.domain.account import Account
+from app.ledger.domain.transfer import Transfer
+from bench import common
+from bench.reader_process import timed_read
 from eventstore.aggregate import Repository
-from eventstore.hooks import after_append
 from eventstore.records import NO_STREAM
 from eventstore.store import EventStore
+from projections import rebuild
+from projections.base import projections
 
 RUNS = 3
 APPENDS_PER_TRANSACTION = 100
 
 
-def _point_django_at_scratch() -> None:
-    """Django's connection sees only the scratch schema, so `migrate` fills it from nothing."""
-    after_append.clear()  # no wake-ups for a scratch log
-    conn = connections["default"]
-    conn.close()
-    conn.settings_dict.setdefault("OPTIONS", {})["options"] = f"-c search_path={common.SCHEMA}"
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Only warnings from `logger` while the block runs: a rebuild's info lines are not the report."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _seed(accounts: int, transfers: int, seed: int = 7) -> int:
-    from app.ledger.domain.account import Account
-    from app.ledger.domain.transfer import Transfer
-
     rng = random.Random(seed)
     ids = [UUID(int=rng.getrandbits(128), version=4) for _ in range(accounts)]
     book = {}
@@ -104,8 +108,6 @@ def _raw_read(events: int) -> float:
 
 
 def _rebuild(name: str, events: int) -> tuple[float, int]:
-    from projections import rebuild
-
     start = time.perf_counter()
     job = rebuild.start(name, reason="benchmark", run_in_worker=False)
     while (outcome := rebuild.run_slice(job.pk, seconds=3600)) == "more":
@@ -118,24 +120,26 @@ def _rebuild(name: str, events: int) -> tuple[float, int]:
 
 
 def p1(scale: float, log: Callable[[str], None]) -> dict[str, Any]:
-    from projections import rebuild
-    from projections.base import projections
-
     accounts = max(200, int(20_000 * scale))
     transfers = max(50, int(5_700 * scale))
     common.drop_schema()
     with connections["default"].cursor() as cur:
         cur.execute(f"CREATE SCHEMA {common.SCHEMA}")
-    _point_django_at_scratch()
-    call_command("migrate", verbosity=0)
-    began = time.perf_counter()
-    events = _seed(accounts, transfers)
-    _copy_to_raw()
-    log(f"  P1 seeded {events:,} ledger events ({accounts:,} accounts) in {time.perf_counter() - began:.0f} s")
-    rebuild.wake_after_swap = lambda: None  # the scratch log's buckets are nobody's business
-    logging.getLogger("projections.rebuild").setLevel(logging.WARNING)
+    # Django sees the scratch schema alone, so `migrate` fills it from nothing.
+    with common.scratch(search_path=common.SCHEMA), _quiet(logging.getLogger(rebuild.__name__)):
+        call_command("migrate", verbosity=0)
+        began = time.perf_counter()
+        events = _seed(accounts, transfers)
+        _copy_to_raw()
+        log(f"  P1 seeded {events:,} ledger events ({accounts:,} accounts) in {time.perf_counter() - began:.0f} s")
+        return _measure(events, log)
+
+
+def _measure(events: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Every projection rebuilt once (checkpoints and states, as a running system has them), then
+    RUNS rounds of the raw read and every rebuild, in alternating order."""
     names = [p.name for p in projections.all()]
-    for name in names:  # checkpoints and states, as a running system has them
+    for name in names:
         _rebuild(name, events)
     raw_runs: list[float] = []
     runs: dict[str, list[float]] = {n: [] for n in names}
@@ -175,5 +179,4 @@ def p1(scale: float, log: Callable[[str], None]) -> dict[str, Any]:
     }
     for n, r in per.items():
         log(f"P1 {n}: {r['eps']:,.0f} events/s, {r['ratio']:.2f}x the raw read of {reference:,.0f} events/s")
-    connections["default"].close()
     return result

@@ -1,5 +1,5 @@
 """Runs the workloads interleaved (each run cycles through the systems) and
-reports each figure with its same-run reference, as BENCHMARKS.md asks."""
+reports each figure with its same-run reference, as docs/benchmarks.md asks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from app.core.bench import common, store_workloads
+from bench import common, store_workloads
 
 RUNS = 3
 THROUGHPUT: dict[str, Callable[[list[str], float], dict[str, tuple[int, float]]]] = {
@@ -29,7 +29,7 @@ def run(workloads: list[str], scale: float, log: Callable[[str], None]) -> dict[
             elif wid == "W5":
                 report[wid] = _gaps(scale, log)
             elif wid == "P1":
-                from app.core.bench import rebuild_workload
+                from bench import rebuild_workload
 
                 report[wid] = rebuild_workload.p1(scale, log)
             elif wid in ("P2", "P3"):
@@ -92,7 +92,7 @@ def _gaps(scale: float, log: Callable) -> dict:
 
 
 def _application(wid: str, report: dict[str, Any], scale: float, log: Callable) -> None:
-    from app.core.bench import app_workloads
+    from bench import app_workloads
 
     if "P2" not in report:
         result = app_workloads.p2(scale)

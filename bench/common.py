@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmark: the payload, scratch schemas, timing.
+"""Shared pieces of the benchmark: the payload, scratch schemas, the machine.
 
 Every workload runs in a fresh scratch schema (the event store's tables made by
 its own migration SQL, plus the raw reference table), so "streams are new at
@@ -7,18 +7,23 @@ the start of each workload" and W4 reads exactly the log it wrote.
 
 from __future__ import annotations
 
+import os
+import platform
 import random
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 from django.conf import settings
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
 from pydantic import BaseModel
 
+from eventstore import hooks
 from eventstore.registry import event_type
 
 SCHEMA = "eventfold_bench"
@@ -82,32 +87,43 @@ def stream_ids(n: int, seed: int) -> list[uuid.UUID]:
     return [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(n)]
 
 
-def conninfo() -> str:
-    """A libpq connection string for the configured database, with the scratch schema first."""
+def conninfo(search_path: str | None = f"{SCHEMA},public") -> str:
+    """A libpq connection string for the configured database, with `search_path` (None: the server's)."""
     s = connections["default"].settings_dict
     parts = {
         "dbname": s["NAME"],
-        "user": s.get("USER") or "",
-        "password": s.get("PASSWORD") or "",
-        "host": s.get("HOST") or "",
-        "port": str(s.get("PORT") or ""),
-        "options": f"-c search_path={SCHEMA},public",
+        "user": s.get("USER"),
+        "password": s.get("PASSWORD"),
+        "host": s.get("HOST"),
+        "port": s.get("PORT"),
+        "options": f"-c search_path={search_path}" if search_path else None,
     }
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v})
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in parts.items() if v})
 
 
-def use_schema_in_django() -> None:
-    """Point Django's default connection (and so the event store) at the scratch schema.
+@contextmanager
+def scratch(search_path: str = f"{SCHEMA},public") -> Iterator[None]:
+    """Until the block ends, Django's default connection (so the event store, `migrate`, a rebuild)
+    works in the scratch schema, and no append or swap wakes anything: a scratch log is nobody
+    else's business.
 
-    Also detach the append hooks: the scratch log has no projections to wake, and a wake-up
-    would name a bucket of the real database. The W workloads measure the event store alone.
+    Each connection Django opens in the block sets `search_path` first (Django's
+    `connection_created` signal); the database settings stay untouched.
     """
-    from eventstore.hooks import after_append
 
-    after_append.clear()
-    conn = connections["default"]
-    conn.close()
-    conn.settings_dict.setdefault("OPTIONS", {})["options"] = f"-c search_path={SCHEMA},public"
+    def point_at_scratch(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+        if connection.alias == "default":
+            with connection.cursor() as cur:
+                cur.execute("SELECT set_config('search_path', %s, false)", [search_path])
+
+    connections["default"].close()
+    connection_created.connect(point_at_scratch, weak=False)
+    try:
+        with hooks.suspended():
+            yield
+    finally:
+        connection_created.disconnect(point_at_scratch)
+        connections["default"].close()
 
 
 def reset_schema() -> None:
@@ -124,7 +140,6 @@ def reset_schema() -> None:
             conn.execute(statement)
         conn.execute(migration.SNAPSHOTS)
         conn.execute(RAW_TABLE)
-    connections["default"].close()
 
 
 def drop_schema() -> None:
@@ -132,18 +147,7 @@ def drop_schema() -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
 
 
-@contextmanager
-def timer() -> Iterator[list[float]]:
-    box: list[float] = []
-    start = time.perf_counter()
-    yield box
-    box.append(time.perf_counter() - start)
-
-
 def machine() -> dict:
-    import os
-    import platform
-
     with psycopg.connect(conninfo()) as conn:
         server = conn.execute("SHOW server_version").fetchone()[0]
         fsync = conn.execute("SHOW fsync").fetchone()[0]

@@ -1,4 +1,4 @@
-"""P2 and P3 of BENCHMARKS.md: the whole stack (ASGI server, Celery worker and beat) started
+"""P2 and P3 of docs/benchmarks.md: the whole stack (ASGI server, Celery worker and beat) started
 here against a scratch schema of the configured database.
 
 P2: 4 HTTP clients send deposits through the REST API as fast as they can.
@@ -32,6 +32,8 @@ import psycopg
 from django.conf import settings
 from websockets.sync.client import connect as ws_connect
 
+from bench import common
+
 SCHEMA = "eventfold_bench_app"
 BASE = Path(settings.BASE_DIR)
 
@@ -45,19 +47,6 @@ def _database_url() -> str:
     return f"postgresql://{auth}@{host}{port}/{s['NAME']}?{options}"
 
 
-def _libpq(url_options: bool = True) -> str:
-    s = settings.DATABASES["default"]
-    parts = {
-        "dbname": s["NAME"],
-        "user": s.get("USER"),
-        "password": s.get("PASSWORD"),
-        "host": s.get("HOST"),
-        "port": s.get("PORT"),
-        "options": f"-c search_path={SCHEMA}" if url_options else None,
-    }
-    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in parts.items() if v})
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -68,7 +57,7 @@ def _free_port() -> int:
 def stack() -> Iterator[dict[str, Any]]:
     """A fresh schema, migrated; an ASGI server, a worker with beat; an operator token, whose user
     also has a console password (for the websocket's session)."""
-    with psycopg.connect(_libpq(False), autocommit=True) as conn:
+    with psycopg.connect(common.conninfo(None), autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
     env = dict(
@@ -152,7 +141,7 @@ def stack() -> Iterator[dict[str, Any]]:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
-        with psycopg.connect(_libpq(False), autocommit=True) as conn:
+        with psycopg.connect(common.conninfo(None), autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
 
 
@@ -253,7 +242,7 @@ class HintListener:
     def __init__(self, env: dict[str, Any], topics: str, account: str) -> None:
         self.hints: queue.SimpleQueue[tuple[float, int]] = queue.SimpleQueue()
         self.account = account
-        self.db = psycopg.connect(_libpq(), autocommit=True)
+        self.db = psycopg.connect(common.conninfo(SCHEMA), autocommit=True)
         origin = f"http://127.0.0.1:{env['port']}"
         self.ws = ws_connect(
             f"ws://127.0.0.1:{env['port']}/ws/live/?topics={topics}",
@@ -326,7 +315,7 @@ def p3(scale: float, p2_cps: float) -> dict[str, Any]:
         pushed: list[float] = []
         missed = 0
         conn = http.client.HTTPConnection("127.0.0.1", env["port"], timeout=30)
-        with psycopg.connect(_libpq(), autocommit=True) as db:
+        with psycopg.connect(common.conninfo(SCHEMA), autocommit=True) as db:
             while background.is_alive() and len(freshness) < max(20, int(300 * scale)):
                 status, body = _request(
                     conn, "POST", f"/api/accounts/{probe_account}/deposits", {"amount": 1}, env["token"]
