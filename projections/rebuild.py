@@ -26,12 +26,14 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
 
+from celery import current_app
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from eventstore import hooks
 from eventstore.records import BUCKETS, START, Checkpoint
 from projections import scratch, wakeups
 from projections.base import Projection, projections
@@ -41,9 +43,7 @@ from projections.runner import ensure_checkpoints, lock_key
 
 log = logging.getLogger(__name__)
 
-# After a swap every bucket's catch-up resumes from the new checkpoints (a hook: the benchmark's
-# scratch log must not wake the real database's buckets).
-wake_after_swap: Callable[[], None] = wakeups.wake_all
+SLICE_TASK = "rebuilds.slice"  # sent by name: projections.tasks sits above this module
 SLICE_S = 2.0  # a task's share of the rebuilds queue before it hands over to its successor
 STALLED_AFTER_S = 30  # a running rebuild whose progress is older than this is resumed by beat
 SWITCH_LOCK_TIMEOUT = "2s"
@@ -62,9 +62,9 @@ class NotRebuildable(Exception):
 
 
 def enqueue(rebuild: Rebuild) -> None:
-    from projections.tasks import rebuild_slice
-
-    transaction.on_commit(lambda: rebuild_slice.delay(rebuild.pk, rebuild.ticket))
+    """Queue the rebuild's next slice once the current transaction commits."""
+    rebuild_id, ticket = rebuild.pk, rebuild.ticket
+    transaction.on_commit(lambda: current_app.send_task(SLICE_TASK, args=(rebuild_id, ticket)))
 
 
 def start(name: str, *, reason: str = "", user: Any = None, run_in_worker: bool = True) -> Rebuild:
@@ -272,7 +272,8 @@ def _swap(rebuild_id: int, projection: Projection, memo: dict, skips: set) -> Ou
             finished_at=timezone.now(),
         )
     log.info("rebuild %s of %s swapped in at position %s", rebuild_id, name, at.position)
-    wake_after_swap()
+    if hooks.enabled():  # catch-up resumes from the new checkpoints (a scratch log's swap wakes nothing)
+        wakeups.wake_all()
     _notify(Rebuild.objects.get(pk=rebuild_id))
     return "done"
 

@@ -1,4 +1,5 @@
-"""Reads about projections: where they stand, lag, read-your-writes waits; and their controls."""
+"""Reads about projections: where they stand, lag, read-your-writes waits; and their controls,
+which wake the buckets themselves once they commit (any bucket may have work again)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from eventstore.records import Checkpoint
 from eventstore.store import EventStore
+from projections import wakeups
 from projections.base import projections
 from projections.models import Checkpoint as CheckpointRow
 from projections.models import ProjectionState, Rebuild, Skip
@@ -141,21 +143,26 @@ def overview() -> list[dict[str, Any]]:
 
 
 def set_paused(name: str, paused: bool) -> None:
+    """Pause or resume a projection or process manager; a resume wakes every bucket."""
     subscriber = processes.get(name) if name in processes else projections.get(name)
     ensure_checkpoints(subscriber, force=True)  # type: ignore[arg-type]
     ProjectionState.objects.filter(name=name).update(paused=paused)
+    if not paused:
+        transaction.on_commit(wakeups.wake_all)
 
 
 def retry(name: str) -> int:
     """Un-park the failed buckets: the runner tries their events again (after a fix)."""
-    return CheckpointRow.objects.filter(projection=name, failed=True).update(
+    count = CheckpointRow.objects.filter(projection=name, failed=True).update(
         failed=False, error="", error_event_id=None, error_position=None, failed_at=None
     )
+    transaction.on_commit(wakeups.wake_all)
+    return count
 
 
 @transaction.atomic
 def skip(name: str, user: Any = None, reason: str = "") -> list[str]:
-    """Record a skip of every parked event of the projection and un-park its buckets."""
+    """Record a skip of every parked event of the projection and un-park its buckets (retry wakes them)."""
     skipped = []
     for row in CheckpointRow.objects.select_for_update().filter(projection=name, failed=True):
         Skip.objects.get_or_create(
@@ -178,6 +185,7 @@ def skip(name: str, user: Any = None, reason: str = "") -> list[str]:
 def reset(name: str, to_position: int) -> None:
     """Replay from a position: every bucket's checkpoint goes back to just before it."""
     ensure_checkpoints(projections.get(name), force=True)
+    transaction.on_commit(wakeups.wake_all)  # not run if this raises: the transaction rolls back
     if to_position <= 0:
         CheckpointRow.objects.filter(projection=name).update(tx_id=0, position=0, updated_at=timezone.now())
         return

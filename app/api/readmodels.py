@@ -23,7 +23,7 @@ from app.api.threads import in_thread
 from app.core.models import Role
 from app.ledger import selectors
 from app.ledger.models import AccountSummary
-from projections import rebuild, wakeups
+from projections import rebuild
 from projections import status as projection_status
 from projections.base import projections
 from projections.processes import processes
@@ -175,7 +175,6 @@ async def pause(request: HttpRequest, name: str) -> dict[str, Any]:
 async def resume(request: HttpRequest, name: str) -> dict[str, Any]:
     _control(request, name, processes_too=True)
     await in_thread(projection_status.set_paused)(name, False)
-    await in_thread(wakeups.wake_all)()
     return {"name": name, "status": "running"}
 
 
@@ -183,7 +182,6 @@ async def resume(request: HttpRequest, name: str) -> dict[str, Any]:
 async def retry(request: HttpRequest, name: str) -> dict[str, Any]:
     _control(request, name, processes_too=True)
     count = await in_thread(projection_status.retry)(name)
-    await in_thread(wakeups.wake_all)()
     return {"name": name, "retried_buckets": count}
 
 
@@ -191,7 +189,6 @@ async def retry(request: HttpRequest, name: str) -> dict[str, Any]:
 async def skip(request: HttpRequest, name: str) -> dict[str, Any]:
     caller = _control(request, name, processes_too=True)
     skipped = await in_thread(projection_status.skip)(name, caller.user)
-    await in_thread(wakeups.wake_all)()
     return {"name": name, "skipped_events": skipped}
 
 
@@ -206,7 +203,6 @@ async def reset(request: HttpRequest, name: str, payload: ResetIn = Body(...)) -
         await in_thread(projection_status.reset)(name, payload.to)
     except ValueError as exc:
         raise ApiError(422, "validation_error", str(exc), fields={"to": ["no event there"]}) from None
-    await in_thread(wakeups.wake_all)()
     return {"name": name, "reset_to": payload.to}
 
 

@@ -24,7 +24,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from app.console import access
-from projections import rebuild, status, wakeups
+from projections import rebuild, status
 from projections.base import projections as projection_registry
 from projections.horizon import horizon
 from projections.processes import processes as process_registry
@@ -91,19 +91,16 @@ def _pause(request: HttpRequest, name: str) -> str:
 
 def _resume(request: HttpRequest, name: str) -> str:
     status.set_paused(name, False)
-    wakeups.wake_all()
     return f"{name} resumed."
 
 
 def _retry(request: HttpRequest, name: str) -> str:
     count = status.retry(name)
-    wakeups.wake_all()
     return f"{name}: {count} parked bucket(s) will try their event again." if count else f"{name} has nothing parked."
 
 
 def _skip(request: HttpRequest, name: str) -> str:
     skipped = status.skip(name, user=request.user, reason="console")
-    wakeups.wake_all()
     if not skipped:
         return f"{name} has nothing parked."
     return f"{name}: skipped {len(skipped)} parked event(s); rebuilds and verification skip them too."
