@@ -25,7 +25,7 @@ def catch_up_bucket(bucket: int) -> dict[str, str]:
     flags.clear_wake(bucket)
     while True:
         touched: set = set()
-        outcomes: dict[str, str] = runner.catch_up_together(bucket, touched=touched)
+        outcomes: dict[str, str] = runner.catch_up(bucket, touched=touched)
         _announce(bucket, outcomes, touched)
         outcomes.update(processes.run_all(bucket))
         if "busy" in outcomes.values():

@@ -338,10 +338,6 @@ def active(name: str) -> Rebuild | None:
     return Rebuild.objects.filter(projection=name, state=Rebuild.State.RUNNING).first()
 
 
-def latest(name: str) -> Rebuild | None:
-    return Rebuild.objects.filter(projection=name).order_by("-pk").first()
-
-
 def _notify(rebuild: Rebuild) -> None:
     for listener in progress_listeners:
         try:

@@ -60,23 +60,16 @@ def ensure_checkpoints(projection: Projection, *, force: bool = False) -> None:
     _ensured.add(key)
 
 
-def catch_up(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcome:
-    """Apply batches of one projection until the bucket is drained (or busy, paused, failed, or
-    the budget is spent)."""
-    return catch_up_together(bucket, names=[name], max_batches=max_batches)[name]
-
-
-def catch_up_together(
-    bucket: int, *, names: list[str] | None = None, max_batches: int = BATCHES_PER_RUN, touched: set | None = None
-) -> dict[str, Outcome]:
-    """The bucket of every projection (or of those named), each batch of events read once for all.
+def catch_up(bucket: int, *, max_batches: int = BATCHES_PER_RUN, touched: set | None = None) -> dict[str, Outcome]:
+    """Apply batches of the bucket to every projection, each batch of events read once for all,
+    until each is drained (or busy, paused, failed, or the budget is spent: "more").
     `touched` collects the ids of the streams whose events were applied."""
-    names = [p.name for p in projections.all()] if names is None else names
+    names = [p.name for p in projections.all()]
     outcomes: dict[str, Outcome] = {}
     for _ in range(max_batches):
         for name in names:
             ensure_checkpoints(projections.get(name))
-        step = apply_batch_together([projections.get(n) for n in names], bucket, touched=touched)
+        step = apply_batch([projections.get(n) for n in names], bucket, touched=touched)
         outcomes.update(step)
         names = [n for n, o in step.items() if o == "applied"]
         if not names:
@@ -85,7 +78,7 @@ def catch_up_together(
     return outcomes
 
 
-def apply_batch_together(
+def apply_batch(
     group: list[Projection], bucket: int, batch_size: int = BATCH_SIZE, touched: set | None = None
 ) -> dict[str, Outcome]:
     """One transaction and one read of the bucket for several projections: each is locked,

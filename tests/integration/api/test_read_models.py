@@ -3,17 +3,15 @@
 from uuid import uuid4
 
 from projections import runner
-from projections.base import projections
 from tests.integration.api.conftest import open_account
 
 
 def catch_up_all() -> None:
     """Drain every lagging bucket (after a test's flush that is a replay of the whole test log)."""
     for bucket in runner.lagging_buckets():
-        for p in projections.all():
-            while (outcome := runner.catch_up(p.name, bucket)) == "more":
-                pass
-            assert outcome == "drained"
+        while "more" in (outcomes := runner.catch_up(bucket)).values():
+            pass
+        assert set(outcomes.values()) == {"drained"}, outcomes
 
 
 def test_accounts_detail_list_entries(operator, viewer, settings):
