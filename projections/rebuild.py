@@ -36,9 +36,8 @@ from psycopg import sql
 from eventstore import hooks
 from eventstore.records import BUCKETS, START, Checkpoint
 from projections import scratch, wakeups
-from projections.base import Projection, projections
-from projections.models import Checkpoint as CheckpointRow
-from projections.models import ProjectionState, Rebuild
+from projections.base import Projection, projection_registry
+from projections.models import BucketCheckpoint, ProjectionState, Rebuild
 from projections.runner import ensure_checkpoints, lock_key
 
 log = logging.getLogger(__name__)
@@ -69,9 +68,9 @@ def enqueue(rebuild: Rebuild) -> None:
 
 def start(name: str, *, reason: str = "", user: Any = None, run_in_worker: bool = True) -> Rebuild:
     """Begin rebuilding a projection (or return the rebuild already running)."""
-    if name not in projections:
+    if name not in projection_registry:
         raise NotRebuildable(f"{name} is not a projection")
-    projection = projections.get(name)
+    projection = projection_registry.get(name)
     ensure_checkpoints(projection)
     running = Rebuild.objects.filter(projection=name, state=Rebuild.State.RUNNING).first()
     if running:
@@ -137,7 +136,7 @@ def run_slice(rebuild_id: int, ticket: int | None = None, seconds: float = SLICE
     if rebuild is None or rebuild.state != Rebuild.State.RUNNING or (ticket is not None and ticket != rebuild.ticket):
         return "gone"
     memo = _memo_for(rebuild)
-    projection = projections.get(rebuild.projection)
+    projection = projection_registry.get(rebuild.projection)
     skips = scratch.skipped(projection)
     while True:
         try:
@@ -251,7 +250,7 @@ def _swap(rebuild_id: int, projection: Projection, memo: dict, skips: set) -> Ou
                 .as_string(None)
             )
         cur.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(rebuild.schema)).as_string(None))
-        CheckpointRow.objects.filter(projection=name).update(
+        BucketCheckpoint.objects.filter(projection=name).update(
             tx_id=at.tx_id,
             position=at.position,
             failed=False,
@@ -326,7 +325,7 @@ def resume_stalled(enqueue_slice: bool = True) -> list[int]:
 def changed() -> list[str]:
     """Projections whose version in code differs from the version serving reads."""
     states = dict(ProjectionState.objects.values_list("name", "version"))
-    return [p.name for p in projections.all() if p.name in states and states[p.name] != p.version]
+    return [p.name for p in projection_registry.all() if p.name in states and states[p.name] != p.version]
 
 
 def rebuild_changed(reason: str = "version changed") -> list[Rebuild]:

@@ -21,9 +21,8 @@ from django.utils import timezone
 
 from eventstore.records import BUCKETS, Checkpoint, RecordedEvent
 from eventstore.store import EventStore
-from projections.base import Projection, projections
-from projections.models import Checkpoint as CheckpointRow
-from projections.models import ProjectionState, Skip
+from projections.base import Projection, projection_registry
+from projections.models import BucketCheckpoint, ProjectionState, Skip
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +53,8 @@ def ensure_checkpoints(projection: Projection, *, force: bool = False) -> None:
     if key in _ensured and not force:
         return
     ProjectionState.objects.get_or_create(name=projection.name, defaults={"version": projection.version})
-    CheckpointRow.objects.bulk_create(
-        [CheckpointRow(projection=projection.name, bucket=b) for b in range(BUCKETS)], ignore_conflicts=True
+    BucketCheckpoint.objects.bulk_create(
+        [BucketCheckpoint(projection=projection.name, bucket=b) for b in range(BUCKETS)], ignore_conflicts=True
     )
     _ensured.add(key)
 
@@ -64,12 +63,12 @@ def catch_up(bucket: int, *, max_batches: int = BATCHES_PER_RUN, touched: set | 
     """Apply batches of the bucket to every projection, each batch of events read once for all,
     until each is drained (or busy, paused, failed, or the budget is spent: "more").
     `touched` collects the ids of the streams whose events were applied."""
-    names = [p.name for p in projections.all()]
+    names = [p.name for p in projection_registry.all()]
     outcomes: dict[str, Outcome] = {}
     for _ in range(max_batches):
         for name in names:
-            ensure_checkpoints(projections.get(name))
-        step = apply_batch([projections.get(n) for n in names], bucket, touched=touched)
+            ensure_checkpoints(projection_registry.get(name))
+        step = apply_batch([projection_registry.get(n) for n in names], bucket, touched=touched)
         outcomes.update(step)
         names = [n for n, o in step.items() if o == "applied"]
         if not names:
@@ -120,7 +119,7 @@ def apply_batch(
         full = len(page.events) == batch_size
         moves: list[tuple[str, Checkpoint, Checkpoint]] = []
         for name, checkpoint in active.items():
-            projection = projections.get(name)
+            projection = projection_registry.get(name)
             events = [e for e in page.events if e.checkpoint > checkpoint]
             if not events:
                 outcomes[name] = "applied" if full else "drained"
@@ -210,12 +209,12 @@ def bucket_heads() -> dict[int, Checkpoint]:
 def lagging_buckets() -> list[int]:
     heads = bucket_heads()
     behind = set()
-    for row in CheckpointRow.objects.filter(failed=False).values_list("bucket", "tx_id", "position"):
+    for row in BucketCheckpoint.objects.filter(failed=False).values_list("bucket", "tx_id", "position"):
         head = heads.get(row[0])
         if head is not None and Checkpoint(row[1], row[2]) < head:
             behind.add(row[0])
-    names = {p.name for p in projections.all()}
-    if names - set(CheckpointRow.objects.values_list("projection", flat=True).distinct()):
+    names = {p.name for p in projection_registry.all()}
+    if names - set(BucketCheckpoint.objects.values_list("projection", flat=True).distinct()):
         behind.update(heads)  # a projection that never ran
     return sorted(behind)
 

@@ -12,10 +12,9 @@ from django.utils import timezone
 from eventstore.records import Checkpoint
 from eventstore.store import EventStore
 from projections import wakeups
-from projections.base import projections
-from projections.models import Checkpoint as CheckpointRow
-from projections.models import ProjectionState, Rebuild, Skip
-from projections.processes import processes
+from projections.base import projection_registry
+from projections.models import BucketCheckpoint, ProjectionState, Rebuild, Skip
+from projections.processes import process_registry
 from projections.runner import ensure_checkpoints
 
 
@@ -37,7 +36,7 @@ def applied(names: list[str], position: int) -> bool:
     if found is None:
         return False
     target, bucket = found
-    rows = CheckpointRow.objects.filter(projection__in=names, bucket=bucket).values_list("tx_id", "position")
+    rows = BucketCheckpoint.objects.filter(projection__in=names, bucket=bucket).values_list("tx_id", "position")
     rows = list(rows)
     return len(rows) == len(names) and all(Checkpoint(tx, pos) >= target for tx, pos in rows)
 
@@ -70,7 +69,7 @@ WHERE c.projection = ANY(%s) GROUP BY c.projection, c.bucket
 
 
 def overview() -> list[dict[str, Any]]:
-    subscribers = [*projections.all(), *processes.all()]  # process managers too, told apart by "kind"
+    subscribers = [*projection_registry.all(), *process_registry.all()]  # process managers too, told apart by "kind"
     names = [p.name for p in subscribers]
     kinds = {p.name: getattr(p, "kind", "projection") for p in subscribers}
     present = set(ProjectionState.objects.filter(name__in=names).values_list("name", flat=True))
@@ -92,7 +91,7 @@ def overview() -> list[dict[str, Any]]:
     now = timezone.now()
     out = []
     for name in names:
-        rows = list(CheckpointRow.objects.filter(projection=name).order_by("bucket"))
+        rows = list(BucketCheckpoint.objects.filter(projection=name).order_by("bucket"))
         failed = [r for r in rows if r.failed]
         latest = rebuilds.get(name)
         rebuilding = latest is not None and latest.state == Rebuild.State.RUNNING
@@ -144,7 +143,7 @@ def overview() -> list[dict[str, Any]]:
 
 def set_paused(name: str, paused: bool) -> None:
     """Pause or resume a projection or process manager; a resume wakes every bucket."""
-    subscriber = processes.get(name) if name in processes else projections.get(name)
+    subscriber = process_registry.get(name) if name in process_registry else projection_registry.get(name)
     ensure_checkpoints(subscriber, force=True)  # type: ignore[arg-type]
     ProjectionState.objects.filter(name=name).update(paused=paused)
     if not paused:
@@ -153,7 +152,7 @@ def set_paused(name: str, paused: bool) -> None:
 
 def retry(name: str) -> int:
     """Un-park the failed buckets: the runner tries their events again (after a fix)."""
-    count = CheckpointRow.objects.filter(projection=name, failed=True).update(
+    count = BucketCheckpoint.objects.filter(projection=name, failed=True).update(
         failed=False, error="", error_event_id=None, error_position=None, failed_at=None
     )
     transaction.on_commit(wakeups.wake_all)
@@ -164,7 +163,7 @@ def retry(name: str) -> int:
 def skip(name: str, user: Any = None, reason: str = "") -> list[str]:
     """Record a skip of every parked event of the projection and un-park its buckets (retry wakes them)."""
     skipped = []
-    for row in CheckpointRow.objects.select_for_update().filter(projection=name, failed=True):
+    for row in BucketCheckpoint.objects.select_for_update().filter(projection=name, failed=True):
         Skip.objects.get_or_create(
             projection=name,
             event_id=row.error_event_id,
@@ -184,17 +183,17 @@ def skip(name: str, user: Any = None, reason: str = "") -> list[str]:
 @transaction.atomic
 def reset(name: str, to_position: int) -> None:
     """Replay from a position: every bucket's checkpoint goes back to just before it."""
-    ensure_checkpoints(projections.get(name), force=True)
+    ensure_checkpoints(projection_registry.get(name), force=True)
     transaction.on_commit(wakeups.wake_all)  # not run if this raises: the transaction rolls back
     if to_position <= 0:
-        CheckpointRow.objects.filter(projection=name).update(tx_id=0, position=0, updated_at=timezone.now())
+        BucketCheckpoint.objects.filter(projection=name).update(tx_id=0, position=0, updated_at=timezone.now())
         return
     found = event_checkpoint(to_position)
     if found is None:
         raise ValueError(f"no event at position {to_position}")
     target = found[0]
     before = Checkpoint(target.tx_id, target.position - 1)
-    for row in CheckpointRow.objects.select_for_update().filter(projection=name):
+    for row in BucketCheckpoint.objects.select_for_update().filter(projection=name):
         if Checkpoint(row.tx_id, row.position) > before:
             row.tx_id, row.position, row.updated_at = before.tx_id, before.position, timezone.now()
             row.save(update_fields=["tx_id", "position", "updated_at"])
@@ -202,7 +201,7 @@ def reset(name: str, to_position: int) -> None:
 
 def max_lag() -> int:
     """The largest number of events any projection has not applied yet."""
-    names = [p.name for p in projections.all()]
+    names = [p.name for p in projection_registry.all()]
     with connection.cursor() as cur:
         cur.execute(BUCKET_LAG, [names])
         totals: dict[str, int] = {}

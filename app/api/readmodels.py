@@ -25,8 +25,8 @@ from app.ledger import selectors
 from app.ledger.models import AccountSummary
 from projections import rebuild
 from projections import status as projection_status
-from projections.base import projections
-from projections.processes import processes
+from projections.base import projection_registry
+from projections.processes import process_registry
 
 router = Router(tags=["read models"])
 
@@ -157,9 +157,9 @@ def _control(request: HttpRequest, name: str, *, processes_too: bool = False) ->
     process manager: those are never reset or rebuilt)."""
     caller: Caller = request.auth  # type: ignore[attr-defined]
     caller.require(Role.OPERATOR)
-    if name in processes and not processes_too:
+    if name in process_registry and not processes_too:
         raise ApiError(409, "not_rebuildable", f"{name} is a process manager: it is never reset or rebuilt")
-    if name not in projections and name not in processes:
+    if name not in projection_registry and name not in process_registry:
         raise ApiError(404, "not_found", f"no projection {name!r}")
     return caller
 

@@ -25,9 +25,9 @@ from django.views.decorators.http import require_POST
 
 from app.console import access
 from projections import rebuild, status
-from projections.base import projections as projection_registry
+from projections.base import projection_registry
 from projections.horizon import horizon
-from projections.processes import processes as process_registry
+from projections.processes import process_registry
 
 TEMPLATE = "console/projections.html"
 HORIZON_MIN_AGE_S = 1.0  # command transactions hold the horizon for milliseconds; this is not news
@@ -66,7 +66,7 @@ def _table_context() -> dict[str, Any]:
 
 
 @access.viewer
-def projections(request: HttpRequest) -> HttpResponse:
+def projection_list(request: HttpRequest) -> HttpResponse:
     if request.htmx and request.htmx.target == "horizon":
         return render(request, f"{TEMPLATE}#horizon", {"horizon": horizon(HORIZON_MIN_AGE_S)})
     context = _table_context()
@@ -142,6 +142,6 @@ def projection_action(request: HttpRequest, name: str, action: str) -> HttpRespo
 
 
 urlpatterns = [
-    path("projections/", projections, name="projections"),
+    path("projections/", projection_list, name="projections"),
     path("projections/<str:name>/<str:action>/", projection_action, name="projection_action"),
 ]

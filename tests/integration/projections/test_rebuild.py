@@ -17,6 +17,7 @@ from app.ledger.handlers import CommandContext
 from app.ledger.models import AccountSummary, Entry
 from eventstore.store import EventStore
 from projections import rebuild, runner, scratch
+from projections.base import projection_registry
 from projections.models import ProjectionState, Rebuild, Skip
 from projections.tasks import rebuild_slice
 from projections.verify import verify
@@ -158,7 +159,7 @@ def test_a_worker_killed_during_a_rebuild_is_resumed_where_it_stopped(worker, mo
     with connection.cursor() as cur:  # every event of the projection's types applied exactly once
         cur.execute(
             "SELECT count(*) FROM eventstore_event WHERE event_type = ANY(%s) AND global_position <= %s",
-            [runner.projections.get("account_entries").event_types, done.position],
+            [projection_registry.get("account_entries").event_types, done.position],
         )
         assert done.done == cur.fetchone()[0]
     wait_for(_caught_up, timeout=60, what="catch-up after the swap")
@@ -182,7 +183,7 @@ def test_a_changed_version_is_rebuilt_on_detection(worker):
     [job] = rebuild.rebuild_changed()
     done = wait_for(lambda: Rebuild.objects.filter(pk=job.pk).exclude(state="running").first(), timeout=60)
     assert done.state == "done", done.error
-    assert ProjectionState.objects.get(name="transfers").version == runner.projections.get("transfers").version
+    assert ProjectionState.objects.get(name="transfers").version == projection_registry.get("transfers").version
     assert rebuild.changed() == []
 
 

@@ -18,7 +18,7 @@ from app.ledger.process import TransferProcess
 from eventstore.aggregate import Repository
 from eventstore.records import BUCKETS, RecordedEvent
 from eventstore.store import EventStore
-from projections.processes import advisory_key, lagging_buckets, processes
+from projections.processes import advisory_key, lagging_buckets, process_registry
 from projections.status import applied
 from tests.conftest import wait_for
 from tests.integration.api.conftest import Api, operator  # noqa: F401  (an operator's API client)
@@ -97,7 +97,7 @@ def types(found: list[RecordedEvent]) -> list[str]:
 
 def deliver(event: RecordedEvent) -> None:
     """Hand an event to the process manager here, as the worker does (a step run by hand, or a redelivery)."""
-    process = processes.get(PROCESS)
+    process = process_registry.get(PROCESS)
     if event.type in process.handlers:
         process.handle(event)
 

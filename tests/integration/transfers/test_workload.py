@@ -19,7 +19,7 @@ from app.ledger.process import expire_transfers
 from eventstore.errors import ConcurrencyError
 from eventstore.records import Checkpoint
 from eventstore.store import EventStore
-from projections.models import Checkpoint as CheckpointRow
+from projections.models import BucketCheckpoint
 from tests.conftest import wait_for
 from tests.integration.transfers.conftest import (
     PROCESS,
@@ -226,4 +226,4 @@ def test_a_random_concurrent_workload_ends_every_transfer_and_conserves_money(tr
     assert TransferSummary.objects.filter(transfer_id__in=transfers).count() == len(transfers)
     # and every read model equals a replay of the whole log (verify_projections exits 1 on any difference)
     call_command("verify_projections")
-    assert not CheckpointRow.objects.filter(projection=PROCESS, failed=True).exists()
+    assert not BucketCheckpoint.objects.filter(projection=PROCESS, failed=True).exists()
