@@ -35,7 +35,7 @@ def _parked(bucket: int) -> BucketCheckpoint | None:
     return BucketCheckpoint.objects.filter(projection=PROCESS, bucket=bucket, failed=True).first()
 
 
-def test_a_failing_step_parks_its_bucket_until_retried(transfer_worker, operator):
+def test_a_failing_step_parks_its_bucket_until_retried(worker, operator):
     source, target = open_account(100), open_account()
     with connection.cursor() as cur:
         cur.execute(REFUSE.format(target=sql.Literal(str(target))).as_string(None))
