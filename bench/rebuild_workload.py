@@ -33,7 +33,7 @@ from eventstore.aggregate import Repository
 from eventstore.records import NO_STREAM
 from eventstore.store import EventStore
 from projections import rebuild
-from projections.base import projections
+from projections.base import projection_registry
 
 RUNS = 3
 APPENDS_PER_TRANSACTION = 100
@@ -138,7 +138,7 @@ def p1(scale: float, log: Callable[[str], None]) -> dict[str, Any]:
 def _measure(events: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Every projection rebuilt once (checkpoints and states, as a running system has them), then
     RUNS rounds of the raw read and every rebuild, in alternating order."""
-    names = [p.name for p in projections.all()]
+    names = [p.name for p in projection_registry.all()]
     for name in names:
         _rebuild(name, events)
     raw_runs: list[float] = []

@@ -95,5 +95,5 @@ class Registry(Generic[S]):
         return [self._items[n] for n in sorted(self._items)]
 
 
-projections: Registry[Projection] = Registry()
-register = projections.register
+projection_registry: Registry[Projection] = Registry()
+register = projection_registry.register

@@ -26,9 +26,11 @@ class ProjectionState(models.Model):
         return f"{self.name} v{self.version}"
 
 
-class Checkpoint(models.Model):
-    """The last event of a bucket applied to a projection's read model, moved by compare-and-set
-    in the same transaction as the read model; a parked (failed) bucket records its event."""
+class BucketCheckpoint(models.Model):
+    """The last event of a bucket applied to a projection's read model (or handled by a process
+    manager), moved by compare-and-set in the same transaction as the read model; a parked
+    (failed) bucket records its event. Not `eventstore.records.Checkpoint`, the place in the log
+    that its (tx_id, position) hold. Raw SQL names its table `projections_checkpoint`."""
 
     projection = models.CharField(max_length=100)
     bucket = models.SmallIntegerField()
@@ -42,6 +44,7 @@ class Checkpoint(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        db_table = "projections_checkpoint"
         constraints = [models.UniqueConstraint(fields=["projection", "bucket"], name="projections_checkpoint_key")]
 
 

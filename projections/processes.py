@@ -41,11 +41,10 @@ from eventstore.errors import ConcurrencyError
 from eventstore.records import Checkpoint, RecordedEvent
 from eventstore.store import EventStore
 from projections.base import Registry, Subscriber, handles
-from projections.models import Checkpoint as CheckpointRow
-from projections.models import Skip
+from projections.models import BucketCheckpoint, Skip
 from projections.runner import bucket_heads, ensure_checkpoints, lock_key
 
-__all__ = ["ProcessManager", "handles", "lagging_buckets", "processes", "register", "run", "run_all"]
+__all__ = ["ProcessManager", "handles", "lagging_buckets", "process_registry", "register", "run", "run_all"]
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +66,8 @@ class ProcessManager(Subscriber):
         getattr(self, self.handlers[event.type])(event)
 
 
-processes: Registry[ProcessManager] = Registry()  # apart from the projections' registry
-register = processes.register
+process_registry: Registry[ProcessManager] = Registry()  # apart from the projections' registry
+register = process_registry.register
 
 
 def advisory_key(name: str) -> int:
@@ -78,12 +77,12 @@ def advisory_key(name: str) -> int:
 
 def ensure(name: str, *, force: bool = False) -> None:
     """Create the process manager's state row and bucket checkpoints (at zero) on first use."""
-    ensure_checkpoints(processes.get(name), force=force)  # type: ignore[arg-type]  # same shape: name, version
+    ensure_checkpoints(process_registry.get(name), force=force)  # type: ignore[arg-type]  # same shape: name, version
 
 
 def run_all(bucket: int) -> dict[str, Outcome]:
     """Every process manager's run over the bucket."""
-    return {p.name: run(p.name, bucket) for p in processes.all()}
+    return {p.name: run(p.name, bucket) for p in process_registry.all()}
 
 
 def run(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcome:
@@ -99,7 +98,7 @@ def run(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcom
             return "busy"
     try:
         for _ in range(max_batches):
-            outcome = _run_batch(processes.get(name), bucket)
+            outcome = _run_batch(process_registry.get(name), bucket)
             if outcome != "applied":
                 return outcome
         return "more"
@@ -188,11 +187,11 @@ def _stop(
 def lagging_buckets() -> list[int]:
     """Buckets with events some process manager has not handled yet (every bucket with events
     when one has never run). Parked buckets wait for an operator, not for beat."""
-    names = [p.name for p in processes.all()]
+    names = [p.name for p in process_registry.all()]
     if not names:
         return []
     heads = bucket_heads()
-    rows = CheckpointRow.objects.filter(projection__in=names).values_list(
+    rows = BucketCheckpoint.objects.filter(projection__in=names).values_list(
         "projection", "bucket", "tx_id", "position", "failed"
     )
     behind, seen = set(), set()

@@ -26,24 +26,23 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
 
+from celery import current_app
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from eventstore import hooks
 from eventstore.records import BUCKETS, START, Checkpoint
 from projections import scratch, wakeups
-from projections.base import Projection, projections
-from projections.models import Checkpoint as CheckpointRow
-from projections.models import ProjectionState, Rebuild
+from projections.base import Projection, projection_registry
+from projections.models import BucketCheckpoint, ProjectionState, Rebuild
 from projections.runner import ensure_checkpoints, lock_key
 
 log = logging.getLogger(__name__)
 
-# After a swap every bucket's catch-up resumes from the new checkpoints (a hook: the benchmark's
-# scratch log must not wake the real database's buckets).
-wake_after_swap: Callable[[], None] = wakeups.wake_all
+SLICE_TASK = "rebuilds.slice"  # sent by name: projections.tasks sits above this module
 SLICE_S = 2.0  # a task's share of the rebuilds queue before it hands over to its successor
 STALLED_AFTER_S = 30  # a running rebuild whose progress is older than this is resumed by beat
 SWITCH_LOCK_TIMEOUT = "2s"
@@ -62,16 +61,16 @@ class NotRebuildable(Exception):
 
 
 def enqueue(rebuild: Rebuild) -> None:
-    from projections.tasks import rebuild_slice
-
-    transaction.on_commit(lambda: rebuild_slice.delay(rebuild.pk, rebuild.ticket))
+    """Queue the rebuild's next slice once the current transaction commits."""
+    rebuild_id, ticket = rebuild.pk, rebuild.ticket
+    transaction.on_commit(lambda: current_app.send_task(SLICE_TASK, args=(rebuild_id, ticket)))
 
 
 def start(name: str, *, reason: str = "", user: Any = None, run_in_worker: bool = True) -> Rebuild:
     """Begin rebuilding a projection (or return the rebuild already running)."""
-    if name not in projections:
+    if name not in projection_registry:
         raise NotRebuildable(f"{name} is not a projection")
-    projection = projections.get(name)
+    projection = projection_registry.get(name)
     ensure_checkpoints(projection)
     running = Rebuild.objects.filter(projection=name, state=Rebuild.State.RUNNING).first()
     if running:
@@ -137,7 +136,7 @@ def run_slice(rebuild_id: int, ticket: int | None = None, seconds: float = SLICE
     if rebuild is None or rebuild.state != Rebuild.State.RUNNING or (ticket is not None and ticket != rebuild.ticket):
         return "gone"
     memo = _memo_for(rebuild)
-    projection = projections.get(rebuild.projection)
+    projection = projection_registry.get(rebuild.projection)
     skips = scratch.skipped(projection)
     while True:
         try:
@@ -251,7 +250,7 @@ def _swap(rebuild_id: int, projection: Projection, memo: dict, skips: set) -> Ou
                 .as_string(None)
             )
         cur.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(rebuild.schema)).as_string(None))
-        CheckpointRow.objects.filter(projection=name).update(
+        BucketCheckpoint.objects.filter(projection=name).update(
             tx_id=at.tx_id,
             position=at.position,
             failed=False,
@@ -272,7 +271,8 @@ def _swap(rebuild_id: int, projection: Projection, memo: dict, skips: set) -> Ou
             finished_at=timezone.now(),
         )
     log.info("rebuild %s of %s swapped in at position %s", rebuild_id, name, at.position)
-    wake_after_swap()
+    if hooks.enabled():  # catch-up resumes from the new checkpoints (a scratch log's swap wakes nothing)
+        wakeups.wake_all()
     _notify(Rebuild.objects.get(pk=rebuild_id))
     return "done"
 
@@ -325,7 +325,7 @@ def resume_stalled(enqueue_slice: bool = True) -> list[int]:
 def changed() -> list[str]:
     """Projections whose version in code differs from the version serving reads."""
     states = dict(ProjectionState.objects.values_list("name", "version"))
-    return [p.name for p in projections.all() if p.name in states and states[p.name] != p.version]
+    return [p.name for p in projection_registry.all() if p.name in states and states[p.name] != p.version]
 
 
 def rebuild_changed(reason: str = "version changed") -> list[Rebuild]:
@@ -335,10 +335,6 @@ def rebuild_changed(reason: str = "version changed") -> list[Rebuild]:
 
 def active(name: str) -> Rebuild | None:
     return Rebuild.objects.filter(projection=name, state=Rebuild.State.RUNNING).first()
-
-
-def latest(name: str) -> Rebuild | None:
-    return Rebuild.objects.filter(projection=name).order_by("-pk").first()
 
 
 def _notify(rebuild: Rebuild) -> None:

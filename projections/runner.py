@@ -21,9 +21,8 @@ from django.utils import timezone
 
 from eventstore.records import BUCKETS, Checkpoint, RecordedEvent
 from eventstore.store import EventStore
-from projections.base import Projection, projections
-from projections.models import Checkpoint as CheckpointRow
-from projections.models import ProjectionState, Skip
+from projections.base import Projection, projection_registry
+from projections.models import BucketCheckpoint, ProjectionState, Skip
 
 log = logging.getLogger(__name__)
 
@@ -54,29 +53,22 @@ def ensure_checkpoints(projection: Projection, *, force: bool = False) -> None:
     if key in _ensured and not force:
         return
     ProjectionState.objects.get_or_create(name=projection.name, defaults={"version": projection.version})
-    CheckpointRow.objects.bulk_create(
-        [CheckpointRow(projection=projection.name, bucket=b) for b in range(BUCKETS)], ignore_conflicts=True
+    BucketCheckpoint.objects.bulk_create(
+        [BucketCheckpoint(projection=projection.name, bucket=b) for b in range(BUCKETS)], ignore_conflicts=True
     )
     _ensured.add(key)
 
 
-def catch_up(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcome:
-    """Apply batches of one projection until the bucket is drained (or busy, paused, failed, or
-    the budget is spent)."""
-    return catch_up_together(bucket, names=[name], max_batches=max_batches)[name]
-
-
-def catch_up_together(
-    bucket: int, *, names: list[str] | None = None, max_batches: int = BATCHES_PER_RUN, touched: set | None = None
-) -> dict[str, Outcome]:
-    """The bucket of every projection (or of those named), each batch of events read once for all.
+def catch_up(bucket: int, *, max_batches: int = BATCHES_PER_RUN, touched: set | None = None) -> dict[str, Outcome]:
+    """Apply batches of the bucket to every projection, each batch of events read once for all,
+    until each is drained (or busy, paused, failed, or the budget is spent: "more").
     `touched` collects the ids of the streams whose events were applied."""
-    names = [p.name for p in projections.all()] if names is None else names
+    names = [p.name for p in projection_registry.all()]
     outcomes: dict[str, Outcome] = {}
     for _ in range(max_batches):
         for name in names:
-            ensure_checkpoints(projections.get(name))
-        step = apply_batch_together([projections.get(n) for n in names], bucket, touched=touched)
+            ensure_checkpoints(projection_registry.get(name))
+        step = apply_batch([projection_registry.get(n) for n in names], bucket, touched=touched)
         outcomes.update(step)
         names = [n for n, o in step.items() if o == "applied"]
         if not names:
@@ -85,7 +77,7 @@ def catch_up_together(
     return outcomes
 
 
-def apply_batch_together(
+def apply_batch(
     group: list[Projection], bucket: int, batch_size: int = BATCH_SIZE, touched: set | None = None
 ) -> dict[str, Outcome]:
     """One transaction and one read of the bucket for several projections: each is locked,
@@ -127,7 +119,7 @@ def apply_batch_together(
         full = len(page.events) == batch_size
         moves: list[tuple[str, Checkpoint, Checkpoint]] = []
         for name, checkpoint in active.items():
-            projection = projections.get(name)
+            projection = projection_registry.get(name)
             events = [e for e in page.events if e.checkpoint > checkpoint]
             if not events:
                 outcomes[name] = "applied" if full else "drained"
@@ -217,12 +209,12 @@ def bucket_heads() -> dict[int, Checkpoint]:
 def lagging_buckets() -> list[int]:
     heads = bucket_heads()
     behind = set()
-    for row in CheckpointRow.objects.filter(failed=False).values_list("bucket", "tx_id", "position"):
+    for row in BucketCheckpoint.objects.filter(failed=False).values_list("bucket", "tx_id", "position"):
         head = heads.get(row[0])
         if head is not None and Checkpoint(row[1], row[2]) < head:
             behind.add(row[0])
-    names = {p.name for p in projections.all()}
-    if names - set(CheckpointRow.objects.values_list("projection", flat=True).distinct()):
+    names = {p.name for p in projection_registry.all()}
+    if names - set(BucketCheckpoint.objects.values_list("projection", flat=True).distinct()):
         behind.update(heads)  # a projection that never ran
     return sorted(behind)
 

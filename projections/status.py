@@ -1,4 +1,5 @@
-"""Reads about projections: where they stand, lag, read-your-writes waits; and their controls."""
+"""Reads about projections: where they stand, lag, read-your-writes waits; and their controls,
+which wake the buckets themselves once they commit (any bucket may have work again)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from eventstore.records import Checkpoint
+from eventstore.records import BUCKETS, Checkpoint
 from eventstore.store import EventStore
-from projections.base import projections
-from projections.models import Checkpoint as CheckpointRow
-from projections.models import ProjectionState, Rebuild, Skip
-from projections.processes import processes
+from projections import wakeups
+from projections.base import projection_registry
+from projections.models import BucketCheckpoint, ProjectionState, Rebuild, Skip
+from projections.processes import process_registry
 from projections.runner import ensure_checkpoints
 
 
@@ -35,7 +36,7 @@ def applied(names: list[str], position: int) -> bool:
     if found is None:
         return False
     target, bucket = found
-    rows = CheckpointRow.objects.filter(projection__in=names, bucket=bucket).values_list("tx_id", "position")
+    rows = BucketCheckpoint.objects.filter(projection__in=names, bucket=bucket).values_list("tx_id", "position")
     rows = list(rows)
     return len(rows) == len(names) and all(Checkpoint(tx, pos) >= target for tx, pos in rows)
 
@@ -68,7 +69,7 @@ WHERE c.projection = ANY(%s) GROUP BY c.projection, c.bucket
 
 
 def overview() -> list[dict[str, Any]]:
-    subscribers = [*projections.all(), *processes.all()]  # process managers too, told apart by "kind"
+    subscribers = [*projection_registry.all(), *process_registry.all()]  # process managers too, told apart by "kind"
     names = [p.name for p in subscribers]
     kinds = {p.name: getattr(p, "kind", "projection") for p in subscribers}
     present = set(ProjectionState.objects.filter(name__in=names).values_list("name", flat=True))
@@ -90,7 +91,7 @@ def overview() -> list[dict[str, Any]]:
     now = timezone.now()
     out = []
     for name in names:
-        rows = list(CheckpointRow.objects.filter(projection=name).order_by("bucket"))
+        rows = list(BucketCheckpoint.objects.filter(projection=name).order_by("bucket"))
         failed = [r for r in rows if r.failed]
         latest = rebuilds.get(name)
         rebuilding = latest is not None and latest.state == Rebuild.State.RUNNING
@@ -141,23 +142,28 @@ def overview() -> list[dict[str, Any]]:
 
 
 def set_paused(name: str, paused: bool) -> None:
-    subscriber = processes.get(name) if name in processes else projections.get(name)
+    """Pause or resume a projection or process manager; a resume wakes every bucket."""
+    subscriber = process_registry.get(name) if name in process_registry else projection_registry.get(name)
     ensure_checkpoints(subscriber, force=True)  # type: ignore[arg-type]
     ProjectionState.objects.filter(name=name).update(paused=paused)
+    if not paused:
+        transaction.on_commit(wakeups.wake_all)
 
 
 def retry(name: str) -> int:
     """Un-park the failed buckets: the runner tries their events again (after a fix)."""
-    return CheckpointRow.objects.filter(projection=name, failed=True).update(
+    count = BucketCheckpoint.objects.filter(projection=name, failed=True).update(
         failed=False, error="", error_event_id=None, error_position=None, failed_at=None
     )
+    transaction.on_commit(wakeups.wake_all)
+    return count
 
 
 @transaction.atomic
 def skip(name: str, user: Any = None, reason: str = "") -> list[str]:
-    """Record a skip of every parked event of the projection and un-park its buckets."""
+    """Record a skip of every parked event of the projection and un-park its buckets (retry wakes them)."""
     skipped = []
-    for row in CheckpointRow.objects.select_for_update().filter(projection=name, failed=True):
+    for row in BucketCheckpoint.objects.select_for_update().filter(projection=name, failed=True):
         Skip.objects.get_or_create(
             projection=name,
             event_id=row.error_event_id,
@@ -177,24 +183,50 @@ def skip(name: str, user: Any = None, reason: str = "") -> list[str]:
 @transaction.atomic
 def reset(name: str, to_position: int) -> None:
     """Replay from a position: every bucket's checkpoint goes back to just before it."""
-    ensure_checkpoints(projections.get(name), force=True)
+    ensure_checkpoints(projection_registry.get(name), force=True)
+    transaction.on_commit(wakeups.wake_all)  # not run if this raises: the transaction rolls back
     if to_position <= 0:
-        CheckpointRow.objects.filter(projection=name).update(tx_id=0, position=0, updated_at=timezone.now())
+        BucketCheckpoint.objects.filter(projection=name).update(tx_id=0, position=0, updated_at=timezone.now())
         return
     found = event_checkpoint(to_position)
     if found is None:
         raise ValueError(f"no event at position {to_position}")
     target = found[0]
     before = Checkpoint(target.tx_id, target.position - 1)
-    for row in CheckpointRow.objects.select_for_update().filter(projection=name):
+    for row in BucketCheckpoint.objects.select_for_update().filter(projection=name):
         if Checkpoint(row.tx_id, row.position) > before:
             row.tx_id, row.position, row.updated_at = before.tx_id, before.position, timezone.now()
             row.save(update_fields=["tx_id", "position", "updated_at"])
 
 
+# Each bucket's last event below the read horizon: an event committed later sorts after it.
+START_AT_HEAD = """
+UPDATE projections_checkpoint c SET tx_id = h.tx_id::text::int8, position = h.global_position, updated_at = now()
+FROM generate_series(0, %s) AS b
+CROSS JOIN LATERAL (
+    SELECT e.tx_id, e.global_position FROM eventstore_event e
+    WHERE e.bucket = b AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY e.tx_id DESC, e.global_position DESC LIMIT 1
+) AS h
+WHERE c.bucket = b AND c.projection = ANY(%s)
+"""
+
+
+def start_at_head() -> None:
+    """Every projection's and process manager's checkpoints at the head of its bucket, as if it
+    had applied the log so far: for read models that start empty and must not replay history (a
+    test worker's, after each test's flush, waits only for the events that come next). Meant for
+    idle buckets: a batch running meanwhile finds its checkpoint moved and rolls back."""
+    subscribers = [*projection_registry.all(), *process_registry.all()]
+    for subscriber in subscribers:
+        ensure_checkpoints(subscriber, force=True)  # type: ignore[arg-type]
+    with connection.cursor() as cur:
+        cur.execute(START_AT_HEAD, [BUCKETS - 1, [s.name for s in subscribers]])
+
+
 def max_lag() -> int:
     """The largest number of events any projection has not applied yet."""
-    names = [p.name for p in projections.all()]
+    names = [p.name for p in projection_registry.all()]
     with connection.cursor() as cur:
         cur.execute(BUCKET_LAG, [names])
         totals: dict[str, int] = {}

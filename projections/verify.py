@@ -21,8 +21,8 @@ from psycopg import sql
 from eventstore.records import BUCKETS, START, Checkpoint
 from eventstore.store import EventStore
 from projections import scratch
-from projections.base import Projection, projections
-from projections.models import Checkpoint as CheckpointRow
+from projections.base import Projection, projection_registry
+from projections.models import BucketCheckpoint
 from projections.runner import ensure_checkpoints, lock_key
 
 LOCK_TIMEOUT = "10s"
@@ -57,12 +57,12 @@ class Report:
 def _checkpoints(name: str) -> dict[int, Checkpoint]:
     return {
         b: Checkpoint(tx, pos)
-        for b, tx, pos in CheckpointRow.objects.filter(projection=name).values_list("bucket", "tx_id", "position")
+        for b, tx, pos in BucketCheckpoint.objects.filter(projection=name).values_list("bucket", "tx_id", "position")
     }
 
 
 def verify(name: str) -> Report:
-    projection = projections.get(name)
+    projection = projection_registry.get(name)
     ensure_checkpoints(projection)
     schema = f"eventfold_verify_{os.getpid()}_{abs(hash(name)) % 10**6}"
     scratch.drop(schema)

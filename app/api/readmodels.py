@@ -23,10 +23,10 @@ from app.api.threads import in_thread
 from app.core.models import Role
 from app.ledger import selectors
 from app.ledger.models import AccountSummary
-from projections import rebuild, wakeups
+from projections import rebuild
 from projections import status as projection_status
-from projections.base import projections
-from projections.processes import processes
+from projections.base import projection_registry
+from projections.processes import process_registry
 
 router = Router(tags=["read models"])
 
@@ -157,9 +157,9 @@ def _control(request: HttpRequest, name: str, *, processes_too: bool = False) ->
     process manager: those are never reset or rebuilt)."""
     caller: Caller = request.auth  # type: ignore[attr-defined]
     caller.require(Role.OPERATOR)
-    if name in processes and not processes_too:
+    if name in process_registry and not processes_too:
         raise ApiError(409, "not_rebuildable", f"{name} is a process manager: it is never reset or rebuilt")
-    if name not in projections and name not in processes:
+    if name not in projection_registry and name not in process_registry:
         raise ApiError(404, "not_found", f"no projection {name!r}")
     return caller
 
@@ -175,7 +175,6 @@ async def pause(request: HttpRequest, name: str) -> dict[str, Any]:
 async def resume(request: HttpRequest, name: str) -> dict[str, Any]:
     _control(request, name, processes_too=True)
     await in_thread(projection_status.set_paused)(name, False)
-    await in_thread(wakeups.wake_all)()
     return {"name": name, "status": "running"}
 
 
@@ -183,7 +182,6 @@ async def resume(request: HttpRequest, name: str) -> dict[str, Any]:
 async def retry(request: HttpRequest, name: str) -> dict[str, Any]:
     _control(request, name, processes_too=True)
     count = await in_thread(projection_status.retry)(name)
-    await in_thread(wakeups.wake_all)()
     return {"name": name, "retried_buckets": count}
 
 
@@ -191,7 +189,6 @@ async def retry(request: HttpRequest, name: str) -> dict[str, Any]:
 async def skip(request: HttpRequest, name: str) -> dict[str, Any]:
     caller = _control(request, name, processes_too=True)
     skipped = await in_thread(projection_status.skip)(name, caller.user)
-    await in_thread(wakeups.wake_all)()
     return {"name": name, "skipped_events": skipped}
 
 
@@ -206,7 +203,6 @@ async def reset(request: HttpRequest, name: str, payload: ResetIn = Body(...)) -
         await in_thread(projection_status.reset)(name, payload.to)
     except ValueError as exc:
         raise ApiError(422, "validation_error", str(exc), fields={"to": ["no event there"]}) from None
-    await in_thread(wakeups.wake_all)()
     return {"name": name, "reset_to": payload.to}
 
 

@@ -48,10 +48,10 @@ def after_append(using: str, result: AppendResult) -> None:
 
 def register() -> None:
     from eventstore import hooks as store_hooks
-    from projections import rebuild, tasks
+    from projections import catchup, rebuild
 
     for hooks, hook in (
-        (tasks.after_catch_up, after_catch_up),
+        (catchup.after_catch_up, after_catch_up),
         (rebuild.progress_listeners, rebuild_progress),
         (store_hooks.after_append, after_append),
     ):

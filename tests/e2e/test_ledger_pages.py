@@ -9,8 +9,8 @@ from playwright.sync_api import expect
 
 from app.ledger import handlers
 from app.ledger.commands import CommandContext
-from projections.base import projections
-from projections.models import Checkpoint as CheckpointRow
+from projections.base import projection_registry
+from projections.models import BucketCheckpoint
 from projections.runner import ensure_checkpoints
 from projections.status import applied
 from tests.conftest import wait_for
@@ -37,8 +37,8 @@ def test_a_viewer_sees_no_operator_controls(worker, page):  # noqa: F811
     transfer = handlers.transfer_request(
         transfer_id=uuid4(), from_account=source, to_account=target, amount=100, ctx=ctx()
     ).stream_id
-    ensure_checkpoints(projections.get("daily_totals"), force=True)
-    CheckpointRow.objects.filter(projection="daily_totals", bucket=63).update(
+    ensure_checkpoints(projection_registry.get("daily_totals"), force=True)
+    BucketCheckpoint.objects.filter(projection="daily_totals", bucket=63).update(
         failed=True, error="Traceback (most recent call last):\nValueError: parked for the viewer test"
     )
     log_in(page, console_user("vera", "viewer"))

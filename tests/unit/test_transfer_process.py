@@ -13,8 +13,8 @@ from app.ledger.domain.transfer import Transfer
 from app.ledger.process import ACTOR, context
 from eventstore.records import RecordedEvent
 from eventstore.testing import given
-from projections.base import projections
-from projections.processes import processes
+from projections.base import projection_registry
+from projections.processes import process_registry
 
 REQUESTED = TransferRequested(from_account=uuid4(), to_account=uuid4(), amount=10, currency="EUR")
 
@@ -27,7 +27,7 @@ def test_a_transfer_past_its_deadline_fails_as_expired_until_its_debit_is_confir
 
 
 def test_the_process_manager_follows_every_step_and_is_never_a_projection():
-    process = processes.get("transfer_process")
+    process = process_registry.get("transfer_process")
     assert process.kind == "process"
     assert process.event_types == [
         "ledger.TransferCompleted",
@@ -38,7 +38,7 @@ def test_the_process_manager_follows_every_step_and_is_never_a_projection():
         "ledger.TransferRefunded",
         "ledger.TransferRequested",
     ]
-    assert process.name not in projections  # so rebuilds, resets and verification never see it
+    assert process.name not in projection_registry  # so rebuilds, resets and verification never see it
 
 
 def test_a_step_is_caused_by_its_event_in_the_transfers_correlation():

@@ -14,8 +14,8 @@ from django.urls import path
 from app.console import access
 from eventstore.browse import Counts, LogBrowser
 from eventstore.registry import registry
-from projections.base import projections
-from projections.processes import processes
+from projections.base import projection_registry
+from projections.processes import process_registry
 
 COUNTS_TTL_S = 30
 
@@ -29,7 +29,7 @@ def type_counts() -> Counts:
 def consumers() -> dict[str, list[dict[str, str]]]:
     """Event type -> who handles it: projections and process managers, with the handler's name."""
     found: dict[str, list[dict[str, str]]] = {}
-    for kind, registered in (("projection", projections.all()), ("process", processes.all())):
+    for kind, registered in (("projection", projection_registry.all()), ("process", process_registry.all())):
         for consumer in registered:
             for event_type, method in consumer.handlers.items():
                 found.setdefault(event_type, []).append({"kind": kind, "name": consumer.name, "method": method})

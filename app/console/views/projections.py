@@ -24,10 +24,10 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from app.console import access
-from projections import rebuild, status, wakeups
-from projections.base import projections as projection_registry
+from projections import rebuild, status
+from projections.base import projection_registry
 from projections.horizon import horizon
-from projections.processes import processes as process_registry
+from projections.processes import process_registry
 
 TEMPLATE = "console/projections.html"
 HORIZON_MIN_AGE_S = 1.0  # command transactions hold the horizon for milliseconds; this is not news
@@ -66,7 +66,7 @@ def _table_context() -> dict[str, Any]:
 
 
 @access.viewer
-def projections(request: HttpRequest) -> HttpResponse:
+def projection_list(request: HttpRequest) -> HttpResponse:
     if request.htmx and request.htmx.target == "horizon":
         return render(request, f"{TEMPLATE}#horizon", {"horizon": horizon(HORIZON_MIN_AGE_S)})
     context = _table_context()
@@ -91,19 +91,16 @@ def _pause(request: HttpRequest, name: str) -> str:
 
 def _resume(request: HttpRequest, name: str) -> str:
     status.set_paused(name, False)
-    wakeups.wake_all()
     return f"{name} resumed."
 
 
 def _retry(request: HttpRequest, name: str) -> str:
     count = status.retry(name)
-    wakeups.wake_all()
     return f"{name}: {count} parked bucket(s) will try their event again." if count else f"{name} has nothing parked."
 
 
 def _skip(request: HttpRequest, name: str) -> str:
     skipped = status.skip(name, user=request.user, reason="console")
-    wakeups.wake_all()
     if not skipped:
         return f"{name} has nothing parked."
     return f"{name}: skipped {len(skipped)} parked event(s); rebuilds and verification skip them too."
@@ -145,6 +142,6 @@ def projection_action(request: HttpRequest, name: str, action: str) -> HttpRespo
 
 
 urlpatterns = [
-    path("projections/", projections, name="projections"),
+    path("projections/", projection_list, name="projections"),
     path("projections/<str:name>/<str:action>/", projection_action, name="projection_action"),
 ]

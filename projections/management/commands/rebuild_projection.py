@@ -8,7 +8,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from projections import rebuild
-from projections.base import projections
+from projections.base import projection_registry
 from projections.models import Rebuild
 
 BAR = 30
@@ -29,14 +29,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, names: list[str], changed: bool, in_worker: bool, cancel: bool, **options) -> None:
         names = list(names) + (rebuild.changed() if changed else [])
+        known = ", ".join(p.name for p in projection_registry.all())
         if not names:
             if changed:
                 self.stdout.write("every projection serves its current version")
                 return
-            raise CommandError(f"name a projection: {', '.join(p.name for p in projections.all())}")
+            raise CommandError(f"name a projection: {known}")
         for name in names:
-            if name not in projections:
-                raise CommandError(f"unknown projection {name!r}: {', '.join(p.name for p in projections.all())}")
+            if name not in projection_registry:
+                raise CommandError(f"unknown projection {name!r}: {known}")
         for name in names:
             if cancel:
                 cancelled = rebuild.cancel(name)

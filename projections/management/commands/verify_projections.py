@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from projections.base import projections
+from projections.base import projection_registry
 from projections.verify import verify
 
 
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("names", nargs="*", metavar="NAME")
 
     def handle(self, *args, names: list[str], **options) -> None:
-        known = [p.name for p in projections.all()]
+        known = [p.name for p in projection_registry.all()]
         for name in names:
             if name not in known:
                 raise CommandError(f"unknown projection {name!r}: {', '.join(known)}")

@@ -261,17 +261,17 @@ def test_openapi_lists_every_status_code(anonymous):
 
 
 def test_503_backpressure_when_projections_are_too_far_behind(operator, settings):
-    from projections import backpressure
+    from projections import flags
 
     account = open_account(operator)
-    backpressure.publish(settings.BACKPRESSURE_MAX_LAG + 1)  # as the beat task measures it
+    flags.publish_max_lag(settings.BACKPRESSURE_MAX_LAG + 1)  # as the beat task measures it
     try:
         response = operator.post(f"/api/accounts/{account}/deposits", {"amount": 5})
         error(response, 503, "backpressure")
         assert response["Retry-After"] == str(settings.BACKPRESSURE_RETRY_AFTER_S)
         assert EventStore().stream_version(__import__("uuid").UUID(account)) == 1  # nothing appended
     finally:
-        backpressure.publish(0)
+        flags.publish_max_lag(0)
     assert operator.post(f"/api/accounts/{account}/deposits", {"amount": 5}).status_code == 200
 
 

@@ -14,7 +14,7 @@ from app.console.views import ledger as ledger_views
 from app.ledger import handlers
 from app.ledger.commands import CommandContext
 from eventstore.store import EventStore
-from projections import backpressure, status
+from projections import flags, status
 from tests.conftest import wait_for
 from tests.integration.api.test_read_models import catch_up_all
 from tests.integration.console.clients import console_client, htmx
@@ -269,11 +269,11 @@ def test_an_unknown_account_or_transfer_is_a_404_page(viewer):
 def test_backpressure_refuses_a_command_next_to_the_form(operator):
     account = open_account("Busy Bea")
     caught_up()
-    backpressure.publish(10**9)
+    flags.publish_max_lag(10**9)
     try:
         html = post_form(operator, account_url(account), "deposit", action_url(account, "deposit"), {"amount": "1"})
     finally:
-        backpressure.publish(0)
+        flags.publish_max_lag(0)
     assert "Backpressure:</strong> the read models are more than" in html.content.decode()
     assert len(EventStore().read_stream(account)) == 1
 

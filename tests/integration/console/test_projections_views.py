@@ -14,9 +14,8 @@ from django.test import Client
 from django.urls import reverse
 
 from projections import rebuild
-from projections.base import projections
-from projections.models import Checkpoint as CheckpointRow
-from projections.models import ProjectionState, Rebuild, Skip
+from projections.base import projection_registry
+from projections.models import BucketCheckpoint, ProjectionState, Rebuild, Skip
 from projections.runner import ensure_checkpoints
 from tests.conftest import worker_database_url
 from tests.integration.console.clients import console_client, htmx
@@ -38,9 +37,9 @@ def no_rebuild_tasks(monkeypatch):
 def park(name: str, bucket: int = 5, *, blame: bool = True) -> str | None:
     """Park a bucket of a projection as a failing handler would (or, without `blame`, a failure
     no single event caused); returns the event id."""
-    ensure_checkpoints(projections.get(name), force=True)
+    ensure_checkpoints(projection_registry.get(name), force=True)
     event_id = str(uuid4()) if blame else None
-    CheckpointRow.objects.filter(projection=name, bucket=bucket).update(
+    BucketCheckpoint.objects.filter(projection=name, bucket=bucket).update(
         failed=True,
         error="Traceback (most recent call last):\nValueError: a poison amount",
         error_position=7 if blame else None,
@@ -82,7 +81,7 @@ def test_a_viewer_posting_any_action_gets_403_and_nothing_happens(transactional_
     assert viewer.post(act("account_summary", action), **htmx("projections")).status_code == 403
     assert not Rebuild.objects.exists() and not Skip.objects.exists()
     assert not ProjectionState.objects.filter(paused=True).exists()
-    assert CheckpointRow.objects.filter(projection="account_summary", failed=True).count() == 1
+    assert BucketCheckpoint.objects.filter(projection="account_summary", failed=True).count() == 1
 
 
 def test_pause_and_resume_redirect_back_or_answer_the_table(transactional_db):
@@ -108,10 +107,10 @@ def test_retry_and_skip_a_parked_event(transactional_db):
     assert operator.post(act("transfers", "skip")).status_code == 302
     skip = Skip.objects.get(projection="transfers")
     assert str(skip.event_id) == event_id and skip.skipped_by.username == "olga" and skip.reason == "console"
-    assert not CheckpointRow.objects.filter(projection="transfers", failed=True).exists()
+    assert not BucketCheckpoint.objects.filter(projection="transfers", failed=True).exists()
     park("transfers", bucket=3)
     assert "1 parked bucket(s) will try" in operator.post(act("transfers", "retry"), follow=True).content.decode()
-    assert not CheckpointRow.objects.filter(projection="transfers", failed=True).exists()
+    assert not BucketCheckpoint.objects.filter(projection="transfers", failed=True).exists()
 
 
 def test_a_rebuild_is_started_with_who_and_why_and_shows_its_progress_bar(transactional_db):

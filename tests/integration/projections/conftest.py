@@ -5,8 +5,11 @@ import pytest
 from django.conf import settings
 
 from app.celery import app as celery_app
-from projections import runner
+from projections import runner, status
+from projections.base import projection_registry
 from tests.conftest import wait_for
+
+IDLE_TIMEOUT_S = 30
 
 
 def _set_consuming(worker_name: str, consuming: bool) -> None:
@@ -15,21 +18,42 @@ def _set_consuming(worker_name: str, consuming: bool) -> None:
         control(queue, destination=[worker_name], reply=True)
 
 
+def _stop_consuming(worker_name: str) -> None:
+    """Stop taking tasks, then wait until the tasks already taken have ended."""
+    _set_consuming(worker_name, False)
+    deadline = time.monotonic() + IDLE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        inspect = celery_app.control.inspect(destination=[worker_name], timeout=1)
+        held = [*(inspect.active() or {}).values(), *(inspect.reserved() or {}).values()]
+        held += (inspect.scheduled() or {}).values()  # re-queued with a countdown
+        if not any(held):
+            return
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def worker(celery_worker_process, transactional_db):
-    """The test worker, once it has caught up (each transactional test starts with empty read models
-    and checkpoints, while the log keeps every earlier test's events: the worker replays them).
+    """The test worker, consuming while the test runs, with every projection and process manager
+    starting at the log's head: each transactional test starts with empty read models and
+    checkpoints while the log keeps every earlier test's events, and the worker applies only
+    what the test appends. (A test comparing read models with a replay of the whole log calls
+    `replay_whole_log` first.)
 
-    Afterwards it stops consuming and finishes what it holds, so that the test database's flush
-    (TRUNCATE) never meets a runner's transaction halfway."""
+    Before, it is idle while the checkpoints move (the session's first test finds it busy with
+    what earlier tests queued); afterwards it stops consuming and finishes what it holds, so that
+    the test database's flush (TRUNCATE) never meets a runner's transaction halfway."""
     name = f"test-{os.getpid()}@{os.uname().nodename}"
+    _stop_consuming(name)
+    status.start_at_head()
     _set_consuming(name, True)
     wait_for(lambda: not runner.lagging_buckets(), timeout=120, what="the worker to catch up")
     yield celery_worker_process
-    _set_consuming(name, False)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        active = celery_app.control.inspect(destination=[name], timeout=1).active() or {}
-        if not any(active.values()):
-            break
-        time.sleep(0.1)
+    _stop_consuming(name)
+
+
+def replay_whole_log() -> None:
+    """Every projection back to position zero (as an operator's reset does), then wait until the
+    worker has replayed the whole test log into the read models: as `verify_projections` will."""
+    for projection in projection_registry.all():
+        status.reset(projection.name, 0)
+    wait_for(lambda: not runner.lagging_buckets(), timeout=120, what="the worker to replay the log")

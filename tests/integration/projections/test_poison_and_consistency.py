@@ -8,8 +8,7 @@ from app.ledger.domain.events import TransferRequested
 from app.ledger.models import AccountSummary, TransferSummary
 from eventstore.records import bucket_of
 from eventstore.store import EventStore
-from projections.models import Checkpoint as CheckpointRow
-from projections.models import Skip
+from projections.models import BucketCheckpoint, Skip
 from tests.conftest import wait_for
 from tests.integration.api.conftest import Api, make_user, open_account
 
@@ -24,8 +23,8 @@ def _transfer(transfer_id, amount: int):
     return EventStore().append(transfer_id, "transfer", [event])
 
 
-def _parked(transfer_id) -> CheckpointRow | None:
-    return CheckpointRow.objects.filter(projection="transfers", bucket=bucket_of(transfer_id), failed=True).first()
+def _parked(transfer_id) -> BucketCheckpoint | None:
+    return BucketCheckpoint.objects.filter(projection="transfers", bucket=bucket_of(transfer_id), failed=True).first()
 
 
 def test_a_poison_event_parks_only_its_bucket_then_retry_and_skip(worker):

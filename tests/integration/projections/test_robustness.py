@@ -18,7 +18,7 @@ from app.ledger.models import AccountSummary, Entry
 from eventstore.aggregate import Repository
 from eventstore.records import bucket_of
 from eventstore.store import EventStore
-from projections import runner
+from projections import catchup
 from projections.tasks import catch_up_bucket
 from tests.conftest import start_worker, wait_for, worker_database_url
 
@@ -58,8 +58,8 @@ def test_the_same_catch_up_delivered_twice_changes_nothing(worker):
         catch_up_bucket.apply_async((bucket,))
         catch_up_bucket.apply_async((bucket,))
     results = []
-    threads = [  # ...and twice at once in this process
-        threading.Thread(target=lambda b=b: results.append(runner.catch_up("account_summary", b)))
+    threads = [  # ...and twice at once in this process, as the task runs it
+        threading.Thread(target=lambda b=b: results.extend(catchup.catch_up_bucket(b).values()))
         for b in buckets
         for _ in range(2)
     ]

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from uuid import UUID, uuid4
 
-import pytest
 from django.db import connection
 
 from app.ledger import handlers
@@ -18,21 +17,13 @@ from app.ledger.process import TransferProcess
 from eventstore.aggregate import Repository
 from eventstore.records import BUCKETS, RecordedEvent
 from eventstore.store import EventStore
-from projections.processes import advisory_key, lagging_buckets, processes
+from projections.processes import advisory_key, process_registry
 from projections.status import applied
 from tests.conftest import wait_for
 from tests.integration.api.conftest import Api, operator  # noqa: F401  (an operator's API client)
-from tests.integration.projections.conftest import worker  # noqa: F401  (the session's test worker)
+from tests.integration.projections.conftest import worker  # noqa: F401  (the session's test worker, at the log's head)
 
 PROCESS = TransferProcess.name
-
-
-@pytest.fixture
-def transfer_worker(worker):  # noqa: F811
-    """The test worker, once the process manager too has caught up with the log (each test starts
-    with its checkpoints at zero: it handles the whole log of the session again, changing nothing)."""
-    wait_for(lambda: not lagging_buckets(), timeout=120, what="the process manager to catch up")
-    return worker
 
 
 def ctx() -> CommandContext:
@@ -97,7 +88,7 @@ def types(found: list[RecordedEvent]) -> list[str]:
 
 def deliver(event: RecordedEvent) -> None:
     """Hand an event to the process manager here, as the worker does (a step run by hand, or a redelivery)."""
-    process = processes.get(PROCESS)
+    process = process_registry.get(PROCESS)
     if event.type in process.handlers:
         process.handle(event)
 

@@ -8,7 +8,7 @@ from psycopg import sql
 
 from app.ledger.models import TransferSummary
 from eventstore.records import bucket_of
-from projections.models import Checkpoint as CheckpointRow
+from projections.models import BucketCheckpoint
 from tests.conftest import wait_for
 from tests.integration.transfers.conftest import PROCESS, events, open_account, request, types, wait_finished
 
@@ -31,11 +31,11 @@ def _elsewhere(parked: UUID) -> UUID:
     return found
 
 
-def _parked(bucket: int) -> CheckpointRow | None:
-    return CheckpointRow.objects.filter(projection=PROCESS, bucket=bucket, failed=True).first()
+def _parked(bucket: int) -> BucketCheckpoint | None:
+    return BucketCheckpoint.objects.filter(projection=PROCESS, bucket=bucket, failed=True).first()
 
 
-def test_a_failing_step_parks_its_bucket_until_retried(transfer_worker, operator):
+def test_a_failing_step_parks_its_bucket_until_retried(worker, operator):
     source, target = open_account(100), open_account()
     with connection.cursor() as cur:
         cur.execute(REFUSE.format(target=sql.Literal(str(target))).as_string(None))

@@ -37,7 +37,7 @@ def _shown(operator, transfer_id: UUID, accounts: list[UUID]) -> dict:
     return response.json()
 
 
-def test_a_transfer_is_debited_credited_completed_and_settled(transfer_worker, operator):
+def test_a_transfer_is_debited_credited_completed_and_settled(worker, operator):
     source, target = open_account(100), open_account()
     transfer = request(source, target, 30)
     state = wait_finished(transfer)
@@ -82,7 +82,7 @@ def test_a_transfer_is_debited_credited_completed_and_settled(transfer_worker, o
     assert listed[PROCESS]["kind"] == "process" and listed["transfers"]["kind"] == "projection"
 
 
-def test_a_transfer_beyond_the_balance_fails_with_insufficient_funds(transfer_worker, operator):
+def test_a_transfer_beyond_the_balance_fails_with_insufficient_funds(worker, operator):
     source, target = open_account(10), open_account()
     transfer = request(source, target, 30)
     state = wait_finished(transfer)
@@ -92,7 +92,7 @@ def test_a_transfer_beyond_the_balance_fails_with_insufficient_funds(transfer_wo
     assert (_balance(source), _balance(target)) == (10, 0)
 
 
-def test_a_transfer_from_a_frozen_account_fails_and_a_frozen_target_still_receives(transfer_worker, operator):
+def test_a_transfer_from_a_frozen_account_fails_and_a_frozen_target_still_receives(worker, operator):
     frozen, other = open_account(100), open_account(100)
     handlers.account_freeze(account_id=frozen, ctx=ctx())
     refused = request(frozen, other, 30)
@@ -106,7 +106,7 @@ def test_a_transfer_from_a_frozen_account_fails_and_a_frozen_target_still_receiv
     assert (_balance(frozen), _balance(other)) == (120, 80)
 
 
-def test_a_target_closed_before_the_credit_fails_the_transfer_and_refunds_the_source(transfer_worker, operator):
+def test_a_target_closed_before_the_credit_fails_the_transfer_and_refunds_the_source(worker, operator):
     source, target = open_account(100), open_account()
     with process_paused(operator):
         transfer = request(source, target, 30)  # accepted: the target is open
@@ -134,7 +134,7 @@ def _past_deadline(transfer_id: UUID) -> list[UUID]:
     return expire_transfers(deadline_s=0)
 
 
-def test_a_transfer_past_its_deadline_before_the_debit_fails_as_expired(transfer_worker, operator):
+def test_a_transfer_past_its_deadline_before_the_debit_fails_as_expired(worker, operator):
     source, target = open_account(100), open_account()
     with process_paused(operator):
         transfer = request(source, target, 30)
@@ -147,7 +147,7 @@ def test_a_transfer_past_its_deadline_before_the_debit_fails_as_expired(transfer
     assert _balance(source) == 100
 
 
-def test_a_debited_transfer_past_its_deadline_is_refunded(transfer_worker, operator):
+def test_a_debited_transfer_past_its_deadline_is_refunded(worker, operator):
     source, target = open_account(100), open_account()
     with process_paused(operator):
         transfer = request(source, target, 30)
@@ -162,7 +162,7 @@ def test_a_debited_transfer_past_its_deadline_is_refunded(transfer_worker, opera
     assert _entries(source) == [("deposit", 100), ("transfer_out", -30), ("refund", 30)]
 
 
-def test_once_the_debit_is_confirmed_the_deadline_no_longer_applies(transfer_worker, operator):
+def test_once_the_debit_is_confirmed_the_deadline_no_longer_applies(worker, operator):
     source, target = open_account(100), open_account()
     with process_paused(operator):
         transfer = request(source, target, 30)
@@ -175,7 +175,7 @@ def test_once_the_debit_is_confirmed_the_deadline_no_longer_applies(transfer_wor
     assert (_balance(source), _balance(target)) == (70, 30)
 
 
-def test_a_credit_redelivered_after_the_target_closed_changes_nothing(transfer_worker, operator):
+def test_a_credit_redelivered_after_the_target_closed_changes_nothing(worker, operator):
     source, target = open_account(100), open_account()
     with process_paused(operator):
         transfer = request(source, target, 30)
@@ -191,7 +191,7 @@ def test_a_credit_redelivered_after_the_target_closed_changes_nothing(transfer_w
     assert wait_finished(transfer).status == "completed"
 
 
-def test_redelivering_every_event_of_ended_transfers_changes_nothing(transfer_worker, operator):
+def test_redelivering_every_event_of_ended_transfers_changes_nothing(worker, operator):
     source, target, closed = open_account(100), open_account(), open_account()
     completed = request(source, target, 30)
     with process_paused(operator):
@@ -209,7 +209,7 @@ def test_redelivering_every_event_of_ended_transfers_changes_nothing(transfer_wo
     assert [len(events(s)) for s in streams] == before
 
 
-def test_every_step_delivered_twice_as_it_goes_moves_money_once(transfer_worker, operator):
+def test_every_step_delivered_twice_as_it_goes_moves_money_once(worker, operator):
     source, target = open_account(100), open_account()
     with process_paused(operator):
         transfer = request(source, target, 30)

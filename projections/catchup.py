@@ -1,0 +1,45 @@
+"""The catch-up of one bucket, as the task `projections.catch_up_bucket` runs it: every
+projection's batches first (runner), then every process manager's (which append, so never
+inside a projection's transaction), again while the bucket was marked dirty meanwhile; then,
+while there is more (or events wait behind the read horizon), the bucket is queued again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from projections import flags, processes, runner, wakeups
+
+log = logging.getLogger(__name__)
+REQUEUE_COUNTDOWN_S = 0.02  # another runner's transaction holds the horizon for milliseconds
+# Called with (bucket, outcomes by projection, the streams whose events were applied) as soon as
+# the projections of a bucket have caught up (before process managers run), e.g. by the console
+# to push live hints; a hook that fails is logged, never fails the catch-up.
+after_catch_up: list[Callable[[int, dict[str, str], set], None]] = []
+
+
+def catch_up_bucket(bucket: int) -> dict[str, str]:
+    """Bring every projection's bucket up to date, then every process manager's; re-queue while
+    there is more. Returns the outcome by projection and process manager."""
+    flags.clear_wake(bucket)
+    while True:
+        touched: set = set()
+        outcomes: dict[str, str] = runner.catch_up(bucket, touched=touched)
+        _announce(bucket, outcomes, touched)
+        outcomes.update(processes.run_all(bucket))
+        if "busy" in outcomes.values():
+            flags.mark_dirty(bucket)  # the holder looks again before it leaves
+        if "busy" in outcomes.values() or not flags.take_dirty(bucket):
+            break
+    if "more" in outcomes.values() or runner.behind_horizon(bucket):
+        wakeups.send_catch_up(bucket, countdown=REQUEUE_COUNTDOWN_S)
+    return outcomes
+
+
+def _announce(bucket: int, outcomes: dict[str, str], touched: set) -> None:
+    for hook in after_catch_up:
+        try:
+            hook(bucket, outcomes, touched)
+        except Exception:
+            log.exception("after_catch_up hook failed")
