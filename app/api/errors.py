@@ -16,8 +16,7 @@ from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Val
 
 from app.ledger.domain.errors import LedgerError
 from app.ledger.handlers import NotFound
-from eventstore.aggregate import AggregateNotFound
-from eventstore.errors import ConcurrencyError, InvalidEventData, UnknownEventType
+from eventstore.errors import AggregateNotFound, ConcurrencyError, InvalidEventData, UnknownEventType
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from uuid import UUID, uuid4, uuid5
 from app.ledger.domain import errors
 from app.ledger.domain.account import Account
 from app.ledger.domain.transfer import Transfer, TransferState
-from eventstore.aggregate import AggregateNotFound, Repository, StateCache
-from eventstore.errors import ConcurrencyError, DuplicateEventError
+from eventstore.errors import AggregateNotFound, ConcurrencyError, DuplicateEventError
 from eventstore.records import NO_STREAM
+from eventstore.repository import Repository, StateCache
 from eventstore.store import EventStore
 
 CONFLICT_RETRIES = 3

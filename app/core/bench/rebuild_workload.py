@@ -26,9 +26,9 @@ from django.db import connections, transaction
 
 from app.core.bench import common
 from app.core.bench.store_workloads import timed_read
-from eventstore.aggregate import Repository
 from eventstore.hooks import after_append
 from eventstore.records import NO_STREAM
+from eventstore.repository import Repository
 from eventstore.store import EventStore
 
 RUNS = 3

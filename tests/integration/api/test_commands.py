@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from app.ledger.domain.account import Account
-from eventstore.aggregate import Repository
+from eventstore.repository import Repository
 from eventstore.store import EventStore
 from tests.integration.api.conftest import open_account
 

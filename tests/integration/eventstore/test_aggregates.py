@@ -7,8 +7,8 @@ from uuid import uuid4
 import pytest
 from django.db import connection
 
-from eventstore.aggregate import AggregateNotFound, Repository
-from eventstore.errors import ConcurrencyError
+from eventstore.errors import AggregateNotFound, ConcurrencyError
+from eventstore.repository import Repository
 from tests.support import Tally
 
 

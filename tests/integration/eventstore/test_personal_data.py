@@ -7,9 +7,9 @@ from django.db import connection
 
 from app.ledger.domain.account import Account
 from app.ledger.domain.events import AccountOpened, FundsDeposited
-from eventstore.aggregate import Repository
 from eventstore.errors import SubjectForgotten
 from eventstore.personal_data import FORGOTTEN, SubjectKeys
+from eventstore.repository import Repository
 
 NAME = "Zoë Plaintext-Sentinel"
 

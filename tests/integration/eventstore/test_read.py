@@ -5,7 +5,7 @@ from uuid import uuid4
 from django.db import connection
 
 from eventstore.records import BUCKETS, START, Checkpoint
-from eventstore.store import ORDERED_SCAN_ON, read_all_statement
+from eventstore.statements import ORDERED_SCAN_ON, read_all_statement
 from tests.support import Added, Noted, Opened
 
 

@@ -15,8 +15,8 @@ from app.ledger.domain.account import Account, AccountState
 from app.ledger.domain.transfer import Transfer, TransferState
 from app.ledger.handlers import CommandContext
 from app.ledger.process import TransferProcess
-from eventstore.aggregate import Repository
 from eventstore.records import BUCKETS, RecordedEvent
+from eventstore.repository import Repository
 from eventstore.store import EventStore
 from projections.processes import advisory_key, lagging_buckets, processes
 from projections.status import applied
