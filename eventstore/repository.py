@@ -4,8 +4,9 @@
 latest snapshot when one fits), saves its pending events with the expected
 version, writes a snapshot every N events, and loads "as of version N" or
 "as of time T" by stopping the same fold early. Snapshots are kept by the store
-(`snapshot`, `save_snapshot`, `drop_snapshot`): a table beside the log in PostgreSQL.
-`StateCache` keeps recent states between loads in this process.
+(`snapshot`, `save_snapshot`, `drop_snapshot`): a table beside the log in PostgreSQL,
+a dict in `InMemoryEventStore`. `StateCache` keeps recent states between loads in
+this process.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.conf import settings
 from pydantic import BaseModel
 
 from eventstore.errors import AggregateNotFound
+from eventstore.memory import InMemoryEventStore
 from eventstore.records import ANY, NO_STREAM, AppendResult, ExpectedVersion, NewEvent, RecordedEvent
 from eventstore.store import EventStore
 
@@ -61,14 +63,14 @@ class StateCache:
 
 
 class Repository(Generic[A]):
-    """Loads and saves aggregates of one type.
+    """Loads and saves aggregates of one type, on an `EventStore` (the default) or an `InMemoryEventStore`.
 
     `snapshot_every` defaults to the `EVENTSTORE["SNAPSHOT_EVERY"]` setting (0: no snapshots)."""
 
     def __init__(
         self,
         aggregate_type: type[A],
-        store: EventStore | None = None,
+        store: EventStore | InMemoryEventStore | None = None,
         snapshot_every: int | None = None,
         cache: StateCache | None = None,
     ) -> None:

@@ -20,6 +20,7 @@ Contract:
 Statements (in `statements`) are composed with `psycopg.sql` and run on Django's connection (so
 they join the caller's `transaction.atomic()` block) through a server-side binding cursor, which
 lets PostgreSQL prepare them; the append and the reads take the fast path in `libpq`.
+`InMemoryEventStore` (in `memory`) holds the same contract without a database.
 """
 
 from __future__ import annotations
