@@ -29,8 +29,8 @@ from app.ledger.domain.account import Account
 from app.ledger.domain.transfer import Transfer
 from bench import common
 from bench.reader_process import timed_read
-from eventstore.aggregate import Repository
 from eventstore.records import NO_STREAM
+from eventstore.repository import Repository
 from eventstore.store import EventStore
 from projections import rebuild
 from projections.base import projection_registry

@@ -1,4 +1,4 @@
-"""Aggregates and their repository.
+"""The aggregate base, free of Django and of the database, so that domain code can subclass it.
 
 An aggregate type is any class with this shape (domain code need not import
 this module, it only has to match it):
@@ -11,32 +11,15 @@ this module, it only has to match it):
 
 `Aggregate` below is a ready-made base with that shape. State is a pydantic
 model (or anything with `model_dump(mode="json")` and `model_validate`), which
-is what snapshots store.
-
-`Repository` loads an aggregate by folding its stream (starting from the
-latest snapshot when one fits), saves its pending events with the expected
-version, writes a snapshot every N events, and loads "as of version N" or
-"as of time T" by stopping the same fold early.
+is what snapshots store. `eventstore.repository.Repository` loads and saves them.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Mapping
-from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 from uuid import UUID
 
-import orjson
-from django.conf import settings
-from django.db import transaction
-from psycopg import sql
 from pydantic import BaseModel
-
-from eventstore.errors import EventStoreError
-from eventstore.records import ANY, NO_STREAM, AppendResult, ExpectedVersion, NewEvent, RecordedEvent
-from eventstore.store import EventStore
 
 S = TypeVar("S", bound=BaseModel)
 A = TypeVar("A")
@@ -49,10 +32,6 @@ def register_aggregate(aggregate_type: type[A]) -> type[A]:
     """Make an aggregate type known by its category (for the time machine and the console)."""
     aggregate_types[aggregate_type.category] = aggregate_type  # type: ignore[attr-defined]
     return aggregate_type
-
-
-class AggregateNotFound(EventStoreError):
-    """No events exist for this stream (at that point in time)."""
 
 
 class Aggregate(Generic[S]):
@@ -77,157 +56,6 @@ class Aggregate(Generic[S]):
         raise NotImplementedError
 
     def record(self, event: BaseModel) -> None:
+        """Apply a new event to the state and keep it for saving."""
         self.state = self.evolve(self.state, event)
         self.pending_events.append(event)
-
-
-SNAPSHOT_GET = sql.SQL("SELECT version, snapshot_version, state::text FROM eventstore_snapshot WHERE stream_id = %s")
-SNAPSHOT_PUT = sql.SQL(
-    "INSERT INTO eventstore_snapshot (stream_id, category, version, snapshot_version, state) "
-    "VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (stream_id) DO UPDATE SET "
-    "version = EXCLUDED.version, snapshot_version = EXCLUDED.snapshot_version, "
-    "state = EXCLUDED.state, taken_at = now() WHERE eventstore_snapshot.version < EXCLUDED.version "
-    "OR eventstore_snapshot.snapshot_version <> EXCLUDED.snapshot_version"
-)
-SNAPSHOT_DROP = sql.SQL("DELETE FROM eventstore_snapshot WHERE stream_id = %s")
-
-
-class StateCache:
-    """The latest folded state of recently used aggregates, in this process (an LRU).
-
-    A state at a version is a fact (events never change), so a cached one is never wrong, only
-    possibly old: a load reads just the events after it, and the append's expected-version check
-    still catches every race. Meant for command handling, where the same aggregates come back
-    again and again; reads for people (which may show personal data that has since been
-    forgotten) load without it. States must be immutable (frozen pydantic models): threads share them.
-    """
-
-    def __init__(self, size: int = 10_000) -> None:
-        self.size = size
-        self._items: OrderedDict[tuple[str, UUID], tuple[int, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, category: str, stream_id: UUID) -> tuple[int, Any] | None:
-        with self._lock:
-            found = self._items.get((category, stream_id))
-            if found is not None:
-                self._items.move_to_end((category, stream_id))
-            return found
-
-    def put(self, category: str, stream_id: UUID, version: int, state: Any) -> None:
-        with self._lock:
-            known = self._items.get((category, stream_id))
-            if known is None or known[0] < version:
-                self._items[(category, stream_id)] = (version, state)
-                self._items.move_to_end((category, stream_id))
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-
-class Repository(Generic[A]):
-    """Loads and saves aggregates of one type."""
-
-    def __init__(
-        self,
-        aggregate_type: type[A],
-        store: EventStore | None = None,
-        snapshot_every: int | None = None,
-        cache: StateCache | None = None,
-    ) -> None:
-        self.type = aggregate_type
-        self.store = store or EventStore()
-        self.cache = cache
-        every = snapshot_every if snapshot_every is not None else settings.EVENTSTORE["SNAPSHOT_EVERY"]
-        self.snapshot_every = max(0, every)
-
-    def load(self, stream_id: UUID, *, version: int | None = None, at: datetime | None = None) -> A:
-        """The aggregate folded to its latest version, to `version`, or as it was at time `at`."""
-        agg_type: Any = self.type
-        state, current = agg_type.initial_state(), 0
-        latest = version is None and at is None
-        cached = self.cache.get(agg_type.category, stream_id) if self.cache is not None and latest else None
-        if cached is not None:
-            current, state = cached
-        elif at is None:
-            snapshot = self._snapshot(stream_id)
-            if snapshot is not None and (version is None or snapshot[0] <= version):
-                current, state = snapshot
-        events = self.store.read_stream(stream_id, from_version=current + 1, to_version=version, recorded_until=at)
-        state, current = self.fold(state, current, events)
-        if current == 0:
-            raise AggregateNotFound(f"no {agg_type.category} {stream_id}")
-        if self.cache is not None and latest:
-            self._remember(stream_id, current, state)
-        return agg_type(stream_id, state, current)
-
-    def _remember(self, stream_id: UUID, version: int, state: Any) -> None:
-        """Cache a state once what it was folded from is committed (at once outside a transaction):
-        a rolled-back append must never be remembered."""
-        cache, category = self.cache, self.type.category  # type: ignore[attr-defined]
-        assert cache is not None
-        transaction.on_commit(lambda: cache.put(category, stream_id, version, state), using=self.store.using)
-
-    def fold(self, state: Any, version: int, events: list[RecordedEvent]) -> tuple[Any, int]:
-        """Apply recorded events to a state: the one fold behind load, history and the time machine."""
-        evolve, decode = self.type.evolve, self.store.registry.decode  # type: ignore[attr-defined]
-        for event in events:
-            state = evolve(state, decode(event.type, event.data))
-            version = event.version
-        return state, version
-
-    def save(
-        self,
-        aggregate: A,
-        *,
-        expected_version: ExpectedVersion | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        event_ids: list[UUID] | None = None,
-    ) -> AppendResult | None:
-        """Append the aggregate's pending events, checked against the version it was loaded at."""
-        agg: Any = aggregate
-        if not agg.pending_events:
-            return None
-        if expected_version is None:
-            expected_version = agg.version if agg.version else NO_STREAM
-        meta = dict(metadata or {})
-        if event_ids is not None:
-            batch = [NewEvent(e, meta, i) for e, i in zip(agg.pending_events, event_ids, strict=True)]
-        else:
-            batch = [NewEvent(e, meta) for e in agg.pending_events]
-        result = self.store.append(agg.id, self.type.category, batch, expected_version=expected_version)  # type: ignore[attr-defined]
-        before, agg.version = agg.version, result.version
-        agg.pending_events = []
-        if self.cache is not None:
-            self._remember(agg.id, result.version, agg.state)
-        if (
-            self.snapshot_every
-            and expected_version != ANY
-            and (result.version // self.snapshot_every > before // self.snapshot_every)
-        ):
-            self.take_snapshot(agg)
-        return result
-
-    # -- snapshots ----------------------------------------------------------------
-    def _snapshot(self, stream_id: UUID) -> tuple[int, Any] | None:
-        with self.store._cursor() as cur:
-            row = cur.execute(SNAPSHOT_GET, [stream_id]).fetchone()
-        if row is None:
-            return None
-        version, snapshot_version, state = row
-        if snapshot_version != getattr(self.type, "snapshot_version", 1):
-            with self.store._cursor() as cur:
-                cur.execute(SNAPSHOT_DROP, [stream_id])
-            return None
-        return version, self.type_state().model_validate(orjson.loads(state))
-
-    def type_state(self) -> type[BaseModel]:
-        return type(self.type.initial_state())  # type: ignore[attr-defined]
-
-    def take_snapshot(self, aggregate: A) -> None:
-        agg: Any = aggregate
-        state = orjson.dumps(agg.state.model_dump(mode="json")).decode()
-        with self.store._cursor() as cur:
-            cur.execute(
-                SNAPSHOT_PUT,
-                [agg.id, self.type.category, agg.version, getattr(self.type, "snapshot_version", 1), state],  # type: ignore[attr-defined]
-            )

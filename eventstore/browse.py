@@ -17,9 +17,12 @@ from uuid import UUID
 
 from psycopg import sql
 
-from eventstore.aggregate import AggregateNotFound, Repository
+from eventstore.errors import AggregateNotFound
+from eventstore.libpq import INT_LOADER, XID8_OID
 from eventstore.records import Checkpoint, RecordedEvent
-from eventstore.store import _INT_LOADER, COLUMNS, TABLE, XID8_OID, EventStore
+from eventstore.repository import Repository
+from eventstore.statements import COLUMNS, TABLE
+from eventstore.store import EventStore
 
 # Below this many rows (by the planner's estimate) counting them exactly costs less than a blink.
 EXACT_COUNT_BELOW = 200_000
@@ -132,12 +135,12 @@ class LogBrowser:
         self.store = store or EventStore()
 
     def categories(self) -> list[str]:
-        with self.store._cursor() as cur:
+        with self.store.cursor() as cur:
             return [row[0] for row in cur.execute(CATEGORIES)]
 
     def counts(self, column: Literal["category", "event_type"]) -> Counts:
         """Events per category or per type: exact on a small log, else the planner's estimate."""
-        with self.store._cursor() as cur:
+        with self.store.cursor() as cur:
             rows = cur.execute(ESTIMATED_ROWS).fetchone()[0]
             if rows < EXACT_COUNT_BELOW:  # includes -1: never analysed, so surely young
                 return Counts(dict(cur.execute(_exact_by(column)).fetchall()), exact=True)
@@ -160,8 +163,8 @@ class LogBrowser:
             "limit": limit + 1,
             "scan": STREAM_SCAN,
         }
-        with self.store._cursor() as cur:
-            cur.adapters.register_loader(XID8_OID, _INT_LOADER)
+        with self.store.cursor() as cur:
+            cur.adapters.register_loader(XID8_OID, INT_LOADER)
             rows = cur.execute(STREAMS_OF, params).fetchall()
             found = [StreamSummary(*row[:5], Checkpoint(row[5], row[6]).encode()) for row in rows]
             if len(found) > limit:
@@ -171,7 +174,7 @@ class LogBrowser:
 
     def stream_head(self, stream_id: UUID) -> tuple[str, int, datetime] | None:
         """(category, current version, time of the current version), or None for no such stream."""
-        with self.store._cursor() as cur:
+        with self.store.cursor() as cur:
             return cur.execute(STREAM_HEAD, [stream_id]).fetchone()
 
     def streams_with_prefix(self, prefix: str, limit: int = 20) -> list[UUID]:
@@ -180,13 +183,13 @@ class LogBrowser:
         if not digits or len(digits) > 32 or any(c not in "0123456789abcdef" for c in digits):
             return []
         low, high = UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
-        with self.store._cursor() as cur:
+        with self.store.cursor() as cur:
             return [row[0] for row in cur.execute(STREAMS_IN_RANGE, [low, high, limit])]
 
     def event(self, event_id: UUID) -> RecordedEvent | None:
-        with self.store._read_cursor() as cur:
+        with self.store.read_cursor() as cur:
             cur.execute(EVENT, [event_id])
-            events = self.store._fetch_events(cur)
+            events = self.store.fetch_events(cur)
         return events[0] if events else None
 
     def neighbours(self, event: RecordedEvent, *, widen: int = 1) -> Neighbours:
@@ -204,9 +207,9 @@ class LogBrowser:
             "correlation": str(correlation) if correlation else None,
             "limit": NEIGHBOUR_LIMIT + 1,
         }
-        with self.store._read_cursor() as cur:
+        with self.store.read_cursor() as cur:
             cur.execute(NEIGHBOURS, params)
-            found = self.store._fetch_events(cur)
+            found = self.store.fetch_events(cur)
         truncated = len(found) > NEIGHBOUR_LIMIT
         found = found[:NEIGHBOUR_LIMIT]
         me = str(event.event_id)

@@ -41,3 +41,7 @@ class UpcastError(EventStoreError):
 
 class SubjectForgotten(EventStoreError):
     """The data subject's key was destroyed: no new personal data can be stored for it."""
+
+
+class AggregateNotFound(EventStoreError):
+    """No events exist for this stream (at that point in time)."""

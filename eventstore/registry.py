@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from eventstore.errors import InvalidEventData, UnknownEventType, UpcastError
+from eventstore.records import RecordedEvent
 
 M = TypeVar("M", bound=type[BaseModel])
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -140,6 +141,19 @@ class EventRegistry:
             data = fn(data)
             schema_version += 1
         return schema_version, data
+
+    def upcast_events(self, events: list[RecordedEvent]) -> list[RecordedEvent]:
+        """Bring events of older schema versions up to date (a no-op pass when no type has history)."""
+        if not self.has_history:
+            return events
+        current = self.current_versions
+        out = []
+        for e in events:
+            if e.schema_version < current.get(e.type, e.schema_version):
+                schema_version, data = self.upcast(e.type, e.schema_version, e.data)
+                e = e._replace(schema_version=schema_version, data=data)
+            out.append(e)
+        return out
 
     def decode(self, name: str, data: dict[str, Any]) -> BaseModel:
         """The typed payload of already upcast data."""

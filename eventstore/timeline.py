@@ -23,7 +23,8 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from eventstore.records import Checkpoint, RecordedEvent
-from eventstore.store import COLUMNS, HORIZON, TABLE, EventStore, filter_conditions
+from eventstore.statements import COLUMNS, HORIZON, TABLE, filter_conditions
+from eventstore.store import EventStore
 
 BROWSE_TIMEOUT_MS = 3000
 STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
@@ -104,14 +105,14 @@ def newest(
         filters.recorded_from is not None,
         filters.recorded_to is not None,
     )
-    with store._read_cursor() as cur:
+    with store.read_cursor() as cur:
         try:
             with cur.connection.transaction():  # SET LOCAL: the timeout ends with this read
                 cur.execute(STATEMENT_TIMEOUT, [str(timeout_ms)])
                 cur.execute(_newest_statement(after is not None, shape), params)
         except pg_errors.QueryCanceled:
             raise TooBroad("the filters match too few of the newest events to find them quickly") from None
-        return store._fetch_events(cur)
+        return store.fetch_events(cur)
 
 
 ACTIVITY = sql.SQL(
@@ -125,7 +126,7 @@ def activity(store: EventStore | None = None, *, since: datetime, slot: timedelt
     of `slot` since 2000-01-01 UTC (so a slot keeps its start from one call to the next)."""
     store = store or EventStore()
     params = {"slot": slot.total_seconds(), "since": since}
-    with store._cursor() as cur:
+    with store.cursor() as cur:
         return cur.execute(ACTIVITY, params).fetchall()
 
 
@@ -143,7 +144,7 @@ EXACT = sql.SQL("SELECT count(*), count(*) FILTER (WHERE version = 1) FROM {tabl
 def totals(store: EventStore | None = None) -> Totals:
     """Events and streams in the log: exact while it is small, else the planner's estimate."""
     store = store or EventStore()
-    with store._cursor() as cur:
+    with store.cursor() as cur:
         rows = cur.execute(ESTIMATED_ROWS).fetchone()[0]
         if rows < EXACT_COUNT_BELOW:  # includes -1: never analysed, so surely young
             events, streams = cur.execute(EXACT).fetchone()

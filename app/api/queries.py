@@ -13,10 +13,12 @@ from pydantic import Field
 from app.api.errors import ApiError
 from app.api.schemas import READ_ERRORS, EventPage, EventTypeOut, LogPage, StateOut
 from app.api.threads import in_thread
-from eventstore.aggregate import AggregateNotFound, Repository, aggregate_types
+from eventstore.aggregate import aggregate_types
 from eventstore.browse import LogBrowser
+from eventstore.errors import AggregateNotFound
 from eventstore.records import START, Checkpoint, RecordedEvent
 from eventstore.registry import registry
+from eventstore.repository import Repository
 from eventstore.store import EventStore
 
 router = Router(tags=["log"])

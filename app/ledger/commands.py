@@ -29,8 +29,8 @@ from django.db import InterfaceError, OperationalError
 
 from app.core import idempotency
 from app.ledger.domain.errors import LedgerError
-from eventstore.aggregate import AggregateNotFound, Repository, StateCache
 from eventstore.errors import (
+    AggregateNotFound,
     ConcurrencyError,
     DuplicateEventError,
     InvalidEventData,
@@ -38,6 +38,7 @@ from eventstore.errors import (
     UnknownEventType,
 )
 from eventstore.records import NO_STREAM, ExpectedVersion
+from eventstore.repository import Repository, StateCache
 from eventstore.store import EventStore
 from projections import backpressure
 

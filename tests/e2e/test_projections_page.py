@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 from app.ledger import handlers
 from app.ledger.commands import CommandContext
 from app.ledger.domain.account import Account
-from eventstore.aggregate import Repository
+from eventstore.repository import Repository
 from eventstore.store import EventStore
 from projections import runner
 from projections.models import ProjectionState, Rebuild

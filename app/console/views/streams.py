@@ -24,8 +24,9 @@ from django.utils import timezone
 from django_htmx.http import push_url
 
 from app.console import access
-from eventstore.aggregate import AggregateNotFound, aggregate_types
+from eventstore.aggregate import aggregate_types
 from eventstore.browse import Counts, LogBrowser, state_at
+from eventstore.errors import AggregateNotFound
 from eventstore.records import Checkpoint
 from eventstore.registry import registry
 

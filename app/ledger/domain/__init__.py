@@ -1,1 +1,1 @@
-"""The ledger domain: pure Python (pydantic only), no Django, no event store."""
+"""The ledger domain: pure Python (pydantic, and the Django-free `eventstore.aggregate` base), no Django."""

@@ -8,7 +8,6 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from app.ledger.domain import errors
-from app.ledger.domain.aggregate import Aggregate
 from app.ledger.domain.events import (
     AccountClosed,
     AccountFrozen,
@@ -21,6 +20,7 @@ from app.ledger.domain.events import (
     TransferRefunded,
     TransferSettled,
 )
+from eventstore.aggregate import Aggregate
 
 Status = Literal["open", "frozen", "closed"]
 

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict
 
 from app.ledger.domain import errors
 from app.ledger.domain.account import AccountState
-from app.ledger.domain.aggregate import Aggregate
 from app.ledger.domain.events import (
     FailureReason,
     TransferCompleted,
@@ -20,6 +19,7 @@ from app.ledger.domain.events import (
     TransferRefundConfirmed,
     TransferRequested,
 )
+from eventstore.aggregate import Aggregate
 
 
 class TransferState(BaseModel):

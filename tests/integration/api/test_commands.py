@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from app.core.models import ProcessedCommand
 from app.ledger.domain.account import Account
-from eventstore.aggregate import Repository
+from eventstore.repository import Repository
 from eventstore.store import EventStore
 from tests.integration.api.conftest import open_account
 

@@ -15,8 +15,8 @@ from app.ledger import handlers
 from app.ledger.commands import CommandContext
 from app.ledger.domain.account import Account
 from app.ledger.models import AccountSummary, Entry
-from eventstore.aggregate import Repository
 from eventstore.records import bucket_of
+from eventstore.repository import Repository
 from eventstore.store import EventStore
 from projections import catchup
 from projections.tasks import catch_up_bucket

@@ -11,8 +11,8 @@ from app.ledger.commands import CommandContext
 from app.ledger.domain.account import Account
 from app.ledger.domain.errors import LedgerError
 from app.ledger.models import AccountSummary, Entry
-from eventstore.aggregate import Repository
 from eventstore.errors import ConcurrencyError
+from eventstore.repository import Repository
 from eventstore.store import EventStore
 from projections.models import BucketCheckpoint
 from tests.conftest import wait_for

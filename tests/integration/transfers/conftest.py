@@ -14,8 +14,8 @@ from app.ledger.commands import CommandContext
 from app.ledger.domain.account import Account, AccountState
 from app.ledger.domain.transfer import Transfer, TransferState
 from app.ledger.process import TransferProcess
-from eventstore.aggregate import Repository
 from eventstore.records import BUCKETS, RecordedEvent
+from eventstore.repository import Repository
 from eventstore.store import EventStore
 from projections.processes import advisory_key, process_registry
 from projections.status import applied

@@ -1,21 +1,15 @@
-"""The repository: load by folding, save with the expected version, snapshots, and "as of" loads."""
+"""The repository on either store: load by folding, save with the expected version, snapshots,
+"as of" loads, and the state cache."""
 
 import time
 from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
-from django.db import connection
 
-from eventstore.aggregate import AggregateNotFound, Repository
-from eventstore.errors import ConcurrencyError
+from eventstore.errors import AggregateNotFound, ConcurrencyError
+from eventstore.repository import Repository, StateCache
 from tests.support import Tally
-
-
-def _snapshot_row(stream_id):
-    with connection.cursor() as cur:
-        cur.execute("SELECT version, snapshot_version FROM eventstore_snapshot WHERE stream_id = %s", [stream_id])
-        return cur.fetchone()
 
 
 def test_save_and_load_fold_the_stream(store):
@@ -49,6 +43,17 @@ def test_missing_aggregate(store):
         Repository(Tally, store).load(uuid4())
 
 
+def test_saving_with_event_ids_is_idempotent(store):
+    repo = Repository(Tally, store, snapshot_every=0)
+    tally = Tally.open("retry")
+    ids = [uuid4()]
+    first = repo.save(tally, metadata={"actor": "ann"}, event_ids=ids)
+    again = Tally.open("retry", id=tally.id)
+    assert repo.save(again, metadata={"actor": "ann"}, event_ids=ids) == first
+    [event] = store.read_stream(tally.id)
+    assert event.event_id == ids[0] and event.metadata == {"actor": "ann"}
+
+
 def test_snapshot_plus_tail_equals_a_full_fold(store):
     with_snapshots = Repository(Tally, store, snapshot_every=10)
     without = Repository(Tally, store, snapshot_every=0)
@@ -57,7 +62,7 @@ def test_snapshot_plus_tail_equals_a_full_fold(store):
     for i in range(1, 26):  # versions 2..26, saved one by one
         tally.add(i)
         with_snapshots.save(tally)
-    assert _snapshot_row(tally.id) == (20, 1)
+    assert store.snapshot(tally.id)[:2] == (20, 1)
     from_snapshot, full = with_snapshots.load(tally.id), without.load(tally.id)
     assert from_snapshot.version == full.version == 26
     assert from_snapshot.state == full.state
@@ -69,14 +74,22 @@ def test_a_snapshot_of_another_shape_is_ignored_and_dropped(store):
     tally = Tally.open("v")
     tally.add(1)
     repo.save(tally)
-    assert _snapshot_row(tally.id) == (2, 1)
-    with connection.cursor() as cur:  # a snapshot written by an older shape of the state
-        cur.execute(
-            "UPDATE eventstore_snapshot SET snapshot_version = 0, state = '{\"bogus\": 1}' WHERE stream_id = %s",
-            [tally.id],
-        )
+    assert store.snapshot(tally.id)[:2] == (2, 1)
+    store.save_snapshot(tally.id, "tally", 2, 0, '{"bogus": 1}')  # as an older shape of the state wrote it
+    assert store.snapshot(tally.id)[:2] == (2, 0)
     assert repo.load(tally.id).state.total == 1
-    assert _snapshot_row(tally.id) is None
+    assert store.snapshot(tally.id) is None
+
+
+def test_a_snapshot_is_only_replaced_by_a_newer_one(store):
+    sid = uuid4()
+    store.save_snapshot(sid, "tally", 5, 1, '{"total": 5}')
+    store.save_snapshot(sid, "tally", 3, 1, '{"total": 3}')
+    assert store.snapshot(sid)[:2] == (5, 1)
+    store.save_snapshot(sid, "tally", 7, 1, '{"total": 7}')
+    assert store.snapshot(sid)[:2] == (7, 1)
+    store.drop_snapshot(sid)
+    assert store.snapshot(sid) is None
 
 
 def test_load_as_of_a_version_and_a_time(store):
@@ -96,3 +109,17 @@ def test_load_as_of_a_version_and_a_time(store):
     assert repo.load(tally.id, at=times[1]).version == 3
     with pytest.raises(AggregateNotFound):
         repo.load(tally.id, at=datetime(2000, 1, 1, tzinfo=UTC))
+
+
+def test_a_cached_state_is_only_ever_old_never_wrong(store):
+    cache = StateCache()
+    cached, plain = Repository(Tally, store, snapshot_every=0, cache=cache), Repository(Tally, store, snapshot_every=0)
+    tally = Tally.open("cached")
+    cached.save(tally)
+    assert cache.get("tally", tally.id)[0] == 1
+    other = plain.load(tally.id)
+    other.add(4)
+    plain.save(other)  # the cache does not know: the next load reads the tail after its version
+    loaded = cached.load(tally.id)
+    assert (loaded.version, loaded.state.total) == (2, 4)
+    assert cache.get("tally", tally.id)[0] == 2

@@ -1,0 +1,141 @@
+"""The store's fast path through libpq: prepared appends, binary reads, client-made event ids.
+
+Reads ask for binary results and decode every column in C: the server then sends UUIDs,
+integers, xid8 and times as they are stored instead of formatting them as text, psycopg loads
+them with its C loaders (its own timestamptz loader, not the Python one Django installs for
+text), and data and metadata come as their JSON text in a bytea (`textsend(data::text)`: a
+cast to json would parse the text again on the server), straight into orjson. Rows become
+RecordedEvents through tuple.__new__, again without a Python frame.
+
+Appends run a statement prepared once per shape and connection straight through
+`PGconn.exec_prepared`, with the UUIDs bound as 16 binary bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID, SafeUUID
+
+import orjson
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import pq
+from psycopg.adapt import Loader
+from psycopg.pq import Format
+
+from eventstore.records import NewEvent, RecordedEvent
+from eventstore.statements import AppendStatement
+
+XID8_OID = 5069
+
+
+class JsonTextInBytesLoader(Loader):
+    format = Format.BINARY
+    load = orjson.loads  # a builtin, so not bound as a method: psycopg calls orjson directly
+
+
+def recorded_event_row(cursor: Any) -> Callable[[Sequence[Any]], RecordedEvent]:
+    return _MAKE_RECORDED_EVENT
+
+
+_MAKE_RECORDED_EVENT = functools.partial(tuple.__new__, RecordedEvent)
+INT_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["int8"].oid, Format.TEXT)
+TIMESTAMPTZ_BINARY_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, Format.BINARY)
+INT_BINARY_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["int8"].oid, Format.BINARY)
+
+
+def read_cursor(connection: psycopg.Connection) -> psycopg.Cursor[RecordedEvent]:
+    """A cursor whose rows are RecordedEvents, built without a Python call per row or column."""
+    cur = psycopg.Cursor(connection, row_factory=recorded_event_row)
+    cur.format = Format.BINARY
+    cur.adapters.register_loader("bytea", JsonTextInBytesLoader)
+    cur.adapters.register_loader("timestamptz", TIMESTAMPTZ_BINARY_LOADER)
+    cur.adapters.register_loader(XID8_OID, INT_BINARY_LOADER)
+    return cur
+
+
+def fetch_all(cur: psycopg.Cursor[RecordedEvent]) -> list[RecordedEvent]:
+    """Every row of a read cursor's result, as stored (neither upcast nor revealed)."""
+    # A page allocates thousands of dicts at once: collecting garbage in between only costs.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return cur.fetchall()
+    finally:
+        if enabled:
+            gc.enable()
+
+
+# Random (version 4) UUIDs for n events from one call to the OS: masks set the version and
+# variant bits of every 16-byte id at once, so no Python loop touches the bytes.
+_UUID_BITS = (1 << 128) - 1
+_UUID_KEEP = _UUID_BITS & ~(0xF000 << 64) & ~(0xC000 << 48)
+_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+@functools.cache
+def _uuid4_masks(n: int) -> tuple[int, int]:
+    keep = set_ = 0
+    for _ in range(n):
+        keep, set_ = keep << 128 | _UUID_KEEP, set_ << 128 | _UUID_SET
+    return keep, set_
+
+
+def random_event_ids(n: int) -> list[bytes]:
+    """n random version-4 UUIDs as 16-byte strings."""
+    keep, set_ = _uuid4_masks(n)
+    blob = ((int.from_bytes(os.urandom(16 * n)) & keep) | set_).to_bytes(16 * n)
+    return [blob[i : i + 16] for i in range(0, 16 * n, 16)]
+
+
+_set_slot, _new_object, _UNKNOWN = object.__setattr__, object.__new__, SafeUUID.unknown
+
+
+def event_ids(batch: Sequence[NewEvent]) -> list[UUID]:
+    """Each event's id: its own, or a random one (all of an append's from one call to the OS)."""
+    ids = [e.event_id for e in batch]
+    missing = sum(1 for i in ids if i is None)
+    if not missing:
+        return ids  # type: ignore[return-value]
+    made = iter(random_event_ids(missing))
+    return [uuid_from_bytes(next(made)) if i is None else i for i in ids]
+
+
+def uuid_from_bytes(raw: bytes) -> UUID:
+    """UUID(bytes=raw) without its argument checks, which cost more than the rest of an event's append."""
+    value = _new_object(UUID)
+    _set_slot(value, "int", int.from_bytes(raw))
+    _set_slot(value, "is_safe", _UNKNOWN)
+    return value
+
+
+# Statements prepared on each libpq connection (connections come and go with Django's).
+_prepared: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
+
+
+def exec_prepared(conn: psycopg.Connection, statement: AppendStatement, values: list[bytes | None]) -> Any:
+    """Run a prepared statement straight through libpq: one C call, GIL released while waiting.
+
+    The append is the hot path of every command; psycopg's cursor machinery costs more
+    client CPU than the statement's own round trip on a small machine.
+    """
+    pgconn = conn.pgconn
+    names = _prepared.setdefault(conn, set())
+    if statement.name not in names:
+        result = pgconn.prepare(statement.name, statement.text, statement.types)
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            raise pg_errors.error_from_result(result, encoding=conn.info.encoding)
+        names.add(statement.name)
+    result = pgconn.exec_prepared(statement.name, values, statement.formats)
+    if result.status != pq.ExecStatus.TUPLES_OK:
+        error = pg_errors.error_from_result(result, encoding=conn.info.encoding)
+        if isinstance(error, pg_errors.InvalidSqlStatementName):  # deallocated behind our back
+            names.discard(statement.name)
+            return exec_prepared(conn, statement, values)
+        raise error
+    return result
