@@ -22,10 +22,11 @@ def test_db_name(transactional_db) -> str:
     return connections["default"].settings_dict["NAME"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _end_other_sessions(django_db_setup, django_db_blocker):
-    """Worker threads of the API (and worker processes) keep their own connections open:
-    end them before pytest-django drops the test database."""
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database, as pytest-django makes it (only for tests that use one). Worker threads
+    of the API (and worker processes) keep their own connections open: end them before
+    pytest-django drops the database."""
     yield
     with django_db_blocker.unblock(), connections["default"].cursor() as cur:
         cur.execute(

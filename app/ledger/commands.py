@@ -26,6 +26,7 @@ from uuid import UUID, uuid4, uuid5
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from pydantic import ValidationError
 
 from app.core import idempotency
 from app.ledger.domain.errors import LedgerError
@@ -287,6 +288,9 @@ REFUSALS: dict[type[Exception], Callable[[Any], Refusal]] = {
     AggregateNotFound: lambda e: Refusal(404, "not_found", str(e)),
     UnknownEventType: lambda e: Refusal(404, "not_found", str(e)),
     InvalidEventData: lambda e: Refusal(422, "validation_error", str(e), fields=validation_fields(e.errors)),
+    ValidationError: lambda e: Refusal(
+        422, "validation_error", "some fields are invalid", fields=validation_fields(e.errors())
+    ),
     idempotency.InvalidKey: lambda e: Refusal(
         422, "validation_error", str(e), fields={"Idempotency-Key": ["invalid length"]}
     ),
