@@ -2,7 +2,7 @@
 
 It is for fast unit tests of command handlers and process-manager steps: no database, no
 Django settings (personal data is sealed with subject keys this store holds itself, so not
-even the master key). One contract suite (tests/integration/eventstore/test_contract.py) runs
+even the master key). One contract suite (tests/integration/eventstore/contract/) runs
 against both stores: expected versions and `ConcurrencyError`, idempotent event ids and
 `DuplicateEventError`, `read_stream`, `read_all` with checkpoints and filters, `head`,
 `stream_version`, validation and upcasting through the registry, personal data and

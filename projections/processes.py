@@ -9,7 +9,7 @@
             handlers.transfer_debit(transfer_id=event.stream_id, ctx=...)
 
 A process manager follows the log like a projection, but its handlers append events, and an
-append must be the first write of its transaction (DESIGN.md). So a handler never runs inside
+append must be the first write of its transaction (docs/design.md). So a handler never runs inside
 a transaction of the runner: each command commits on its own, and the checkpoint moves after
 the batch, by compare-and-set, in a short transaction of its own. A crash in between hands the
 same events to the handlers again, so they must be idempotent: commands whose event ids derive

@@ -8,7 +8,7 @@ from app.api.auth import BearerToken
 api = NinjaAPI(
     title="Eventfold",
     version="1",
-    description="Commands append events; queries read the log and the read models. See API.md.",
+    description="Commands append events; queries read the log and the read models. See docs/api.md in the repository.",
     auth=BearerToken(),
     urls_namespace="api",
     openapi_url="/openapi.json",

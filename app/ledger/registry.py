@@ -1,5 +1,6 @@
 """The ledger's event catalog: stable names and schema versions for the domain's events.
-The domain stays free of the event store; this module is where the two meet."""
+The domain knows only the Django-free Aggregate base; this module registers its events and
+aggregates with the event store."""
 
 from app.ledger.domain import events as e
 from app.ledger.domain.account import Account

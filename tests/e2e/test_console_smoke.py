@@ -1,4 +1,4 @@
-"""The console in a real browser: logging in, the navigation of API.md, roles."""
+"""The console in a real browser: logging in, the navigation of docs/api.md, roles."""
 
 from tests.e2e.conftest import console_user, log_in
 

@@ -66,7 +66,7 @@ class Transfer(Aggregate[TransferState]):
     def request(
         cls, id: UUID, *, source: tuple[UUID, AccountState], target: tuple[UUID, AccountState], amount: int
     ) -> Transfer:
-        """Check what can be checked at once (API.md) and record the request."""
+        """Check what can be checked at once (docs/api.md) and record the request."""
         (source_id, source_state), (target_id, target_state) = source, target
         if source_id == target_id:
             raise errors.SameAccount("a transfer needs two different accounts")

@@ -1,4 +1,4 @@
-"""/healthz (API.md): 200 when the database, the broker and at least one worker answer; 503
+"""/healthz (docs/api.md): 200 when the database, the broker and at least one worker answer; 503
 naming the failing part otherwise. The dashboard shows the same check."""
 
 from __future__ import annotations
