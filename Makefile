@@ -38,8 +38,12 @@ manage: $(VENV)/.installed
 benchmark: $(VENV)/.installed
 	$(PY) -m app.stack manage benchmark --json benchmark.json $(ARGS)
 
+# ruff, mypy (the files in pyproject.toml's [tool.mypy]) and the import-linter contracts (the layers).
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

@@ -33,7 +33,7 @@ api_application = ApiHandler()
 from app.console.routing import websocket_application  # noqa: E402
 
 
-async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+async def application(scope, receive, send):
     if scope["type"] == "websocket":
         return await websocket_application(scope, receive, send)
     if scope["type"] == "http" and scope["path"].startswith("/api/"):

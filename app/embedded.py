@@ -111,6 +111,7 @@ class EmbeddedPostgres:
         from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
 
         entry = ensure_user_exists(PG_SYSTEM_USER)
+        assert entry is not None  # it creates the user when missing
         for path in (self.root, socket_dir()):
             ensure_prefix_permissions(path)
             shutil.chown(path, entry.pw_uid, entry.pw_gid)

@@ -31,6 +31,7 @@ from urllib.parse import quote, urlencode
 import psycopg
 from django.conf import settings
 from websockets.sync.client import connect as ws_connect
+from websockets.typing import Origin
 
 from bench import common
 
@@ -124,8 +125,8 @@ def stack() -> Iterator[dict[str, Any]]:
         deadline = time.monotonic() + 60
         while True:  # until the server answers and /healthz sees the worker (200)
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                if _request(conn, "GET", "/healthz", None, token)[0] == 200:
+                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                if _request(probe, "GET", "/healthz", None, token)[0] == 200:
                     break
             except OSError:
                 pass
@@ -243,10 +244,10 @@ class HintListener:
         self.hints: queue.SimpleQueue[tuple[float, int]] = queue.SimpleQueue()
         self.account = account
         self.db = psycopg.connect(common.conninfo(SCHEMA), autocommit=True)
-        origin = f"http://127.0.0.1:{env['port']}"
+        origin = Origin(f"http://127.0.0.1:{env['port']}")
         self.ws = ws_connect(
             f"ws://127.0.0.1:{env['port']}/ws/live/?topics={topics}",
-            origin=origin,  # type: ignore[arg-type]
+            origin=origin,
             additional_headers={"Cookie": f"sessionid={_console_session(env)}"},
         )
         self.thread = threading.Thread(target=self._read, daemon=True)

@@ -147,11 +147,17 @@ def drop_schema() -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
 
 
+def _show(conn: psycopg.Connection, setting: str) -> str:
+    row = conn.execute(f"SHOW {setting}").fetchone()
+    assert row is not None  # SHOW answers one row
+    return row[0]
+
+
 def machine() -> dict:
     with psycopg.connect(conninfo()) as conn:
-        server = conn.execute("SHOW server_version").fetchone()[0]
-        fsync = conn.execute("SHOW fsync").fetchone()[0]
-        sync_commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
+        server = _show(conn, "server_version")
+        fsync = _show(conn, "fsync")
+        sync_commit = _show(conn, "synchronous_commit")
     return {
         "cores": os.cpu_count(),
         "postgresql": server,

@@ -78,7 +78,7 @@ def _seed(accounts: int, transfers: int, seed: int = 7) -> int:
         transfer.complete()
         book[source].settle_transfer(transfer_id)
         moves.append(transfer)
-    aggregates = [*book.values(), *moves]
+    aggregates: list[Account | Transfer] = [*book.values(), *moves]
     rng.shuffle(aggregates)
     accounts_repo, transfers_repo = Repository(Account, EventStore()), Repository(Transfer, EventStore())
     written = 0
@@ -87,8 +87,10 @@ def _seed(accounts: int, transfers: int, seed: int = 7) -> int:
         with transaction.atomic():
             for aggregate in aggregates[start : start + APPENDS_PER_TRANSACTION]:
                 written += len(aggregate.pending_events)
-                repo = accounts_repo if isinstance(aggregate, Account) else transfers_repo
-                repo.save(aggregate, expected_version=NO_STREAM, metadata=meta)
+                if isinstance(aggregate, Account):
+                    accounts_repo.save(aggregate, expected_version=NO_STREAM, metadata=meta)
+                else:
+                    transfers_repo.save(aggregate, expected_version=NO_STREAM, metadata=meta)
     return written
 
 
@@ -155,7 +157,7 @@ def _measure(events: int, log: Callable[[str], None]) -> dict[str, Any]:
                 runs[system].append(eps)
                 log(f"  P1 run {i + 1} {system:16s} {eps:10,.0f} events/s")
     reference = statistics.median(raw_runs)
-    per = {
+    per: dict[str, dict[str, Any]] = {
         n: {
             "eps": round(statistics.median(r), 1),
             "runs": [round(x, 1) for x in r],

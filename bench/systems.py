@@ -8,7 +8,8 @@ Eventfold's writer and reader use Django's default connection: they run inside
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import psycopg
 from django.db import connections
@@ -27,6 +28,14 @@ CATEGORY = "bench"
 
 
 # -- writers: one append of `datas` to a stream at `version` (0: new stream) ------------------
+class Writer(Protocol):
+    def prepare(self, datas: list[dict], /) -> list[Any]: ...  # the system's events, made before the clock starts
+
+    def append(self, stream_id: Any, version: int, events: list[Any], /) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class RawWriter:
     def __init__(self) -> None:
         self.conn = psycopg.connect(common.conninfo(), autocommit=True)
@@ -67,10 +76,18 @@ class EventfoldWriter:
         connections.close_all()
 
 
-WRITERS = {"raw": RawWriter, "eventfold": EventfoldWriter}
+WRITERS: dict[str, Callable[[], Writer]] = {"raw": RawWriter, "eventfold": EventfoldWriter}
 
 
 # -- readers: the log page by page; each `read` goes on from where the last one stopped -------
+class Reader(Protocol):
+    def rewind(self) -> None: ...
+
+    def read(self, limit_pages: int | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
+
 class RawReader:
     def __init__(self) -> None:
         self.conn = psycopg.connect(common.conninfo(), autocommit=True)
@@ -121,4 +138,4 @@ class EventfoldReader:
         connections.close_all()
 
 
-READERS = {"raw": RawReader, "eventfold": EventfoldReader}
+READERS: dict[str, Callable[[], Reader]] = {"raw": RawReader, "eventfold": EventfoldReader}

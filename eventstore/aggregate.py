@@ -16,21 +16,40 @@ is what snapshots store. `eventstore.repository.Repository` loads and saves them
 
 from __future__ import annotations
 
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
 
 S = TypeVar("S", bound=BaseModel)
-A = TypeVar("A")
 
 
-aggregate_types: dict[str, type] = {}
+class AggregateLike(Protocol):
+    """The shape above, as a type: what `Repository` loads and saves (`Aggregate` has it)."""
+
+    category: ClassVar[str]
+    id: UUID
+    state: Any
+    version: int
+    pending_events: list[BaseModel]
+
+    def __init__(self, id: UUID, state: Any, version: int) -> None: ...
+
+    @classmethod
+    def initial_state(cls) -> Any: ...
+
+    @staticmethod
+    def evolve(state: Any, event: BaseModel) -> Any: ...
+
+
+A = TypeVar("A", bound=AggregateLike)
+
+aggregate_types: dict[str, type[AggregateLike]] = {}
 
 
 def register_aggregate(aggregate_type: type[A]) -> type[A]:
     """Make an aggregate type known by its category (for the time machine and the console)."""
-    aggregate_types[aggregate_type.category] = aggregate_type  # type: ignore[attr-defined]
+    aggregate_types[aggregate_type.category] = aggregate_type
     return aggregate_type
 
 

@@ -22,7 +22,9 @@ def check_append(
         raise ValueError("append needs at least one event")
     if not category or not isinstance(category, str):
         raise ValueError(f"category must be a non-empty string, not {category!r}")
-    batch = [e if type(e) is NewEvent else NewEvent(e) for e in events]
+    # An exact type check on every append's hot path (NewEvent has no subclasses): mypy does not
+    # narrow the other branch to BaseModel from it.
+    batch = [e if type(e) is NewEvent else NewEvent(e) for e in events]  # type: ignore[arg-type]
     if expected_version == ANY:
         expected: int | None = None
     elif expected_version == NO_STREAM:
@@ -46,9 +48,10 @@ def original_append(
     version, position)."""
     if not found:
         return None
-    placed = [found.get(i) for i in ids]  # type: ignore[arg-type]
-    if all(i is not None for i in ids) and all(p is not None and p[0] == stream_id for p in placed):
-        versions = [p[1] for p in placed]  # type: ignore[index]
+    given = [i for i in ids if i is not None]
+    placed = [p for p in (found.get(i) for i in given) if p is not None and p[0] == stream_id]
+    if len(placed) == len(ids):  # every event has an id, stored on this stream
+        versions = [p[1] for p in placed]
         first = versions[0]
         if expected == ANY:
             expected_first = first
@@ -57,7 +60,7 @@ def original_append(
         else:
             expected_first = int(expected) + 1
         if versions == list(range(first, first + len(ids))) and first == expected_first:
-            return AppendResult(stream_id, versions, [p[2] for p in placed], ids)  # type: ignore[arg-type,index]
+            return AppendResult(stream_id, versions, [p[2] for p in placed], given)
     raise DuplicateEventError(
         "event ids already stored elsewhere in the log: " + ", ".join(str(i) for i in ids if i in found)
     )

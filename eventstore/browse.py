@@ -141,7 +141,9 @@ class LogBrowser:
     def counts(self, column: Literal["category", "event_type"]) -> Counts:
         """Events per category or per type: exact on a small log, else the planner's estimate."""
         with self.store.cursor() as cur:
-            rows = cur.execute(ESTIMATED_ROWS).fetchone()[0]
+            estimate = cur.execute(ESTIMATED_ROWS).fetchone()
+            assert estimate is not None  # the table exists: it has a pg_class row
+            rows = estimate[0]
             if rows < EXACT_COUNT_BELOW:  # includes -1: never analysed, so surely young
                 return Counts(dict(cur.execute(_exact_by(column)).fetchall()), exact=True)
             found = cur.execute(ESTIMATED_BY, [column]).fetchone()
@@ -166,7 +168,10 @@ class LogBrowser:
         with self.store.cursor() as cur:
             cur.adapters.register_loader(XID8_OID, INT_LOADER)
             rows = cur.execute(STREAMS_OF, params).fetchall()
-            found = [StreamSummary(*row[:5], Checkpoint(row[5], row[6]).encode()) for row in rows]
+            found = [
+                StreamSummary(stream_id, category, version, created, last, Checkpoint(tx_id, position).encode())
+                for stream_id, category, version, created, last, tx_id, position in rows
+            ]
             if len(found) > limit:
                 return StreamPage(found[:limit], found[limit - 1].cursor)
             end = cur.execute(SCAN_END, params).fetchone()

@@ -126,7 +126,8 @@ class InMemoryEventStore:
         expected: int | None,
     ) -> AppendResult:
         given = [e.event_id for e in batch]
-        batch = [e if e.event_id is not None else e._replace(event_id=uuid4()) for e in batch]
+        ids = [uuid4() if i is None else i for i in given]
+        batch = [e if e.event_id is not None else e._replace(event_id=i) for e, i in zip(batch, ids, strict=True)]
         personal = self.registry.personal_types
         sealed = None
         if personal and any(entry.name in personal for entry in entries):
@@ -136,7 +137,6 @@ class InMemoryEventStore:
         if expected and current < expected:  # the stream has not reached the expected version
             raise ConcurrencyError(stream_id, expected_version, current)
         base = current if expected is None else expected
-        ids: list[UUID] = [e.event_id for e in batch]  # type: ignore[misc]
         if base < current or len(set(ids)) < len(ids) or any(i in self._placed for i in ids):
             if any(i is not None for i in given):
                 found = {i: self._placed[i] for i in ids if i in self._placed}

@@ -106,10 +106,12 @@ def seal(keys: Keyring, stream_id: UUID, batch: Sequence[NewEvent], entries: Seq
     for i, (event, entry) in enumerate(zip(batch, entries, strict=True)):
         fields = entry.personal_data
         if fields:
+            event_id = event.event_id
+            assert event_id is not None  # the ciphertext is bound to it
             data = event.payload.model_dump(mode="json")
             for name in fields:
                 if isinstance(data.get(name), str):
-                    data[name] = encrypt(key, event.event_id, name, data[name])  # type: ignore[arg-type]
+                    data[name] = encrypt(key, event_id, name, data[name])
             sealed[i] = orjson.dumps(data)
     return Sealed(sealed, made)
 

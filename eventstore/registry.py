@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from eventstore.errors import InvalidEventData, UnknownEventType, UpcastError
 from eventstore.records import RecordedEvent
 
-M = TypeVar("M", bound=type[BaseModel])
+M = TypeVar("M", bound=BaseModel)
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -59,7 +59,9 @@ class EventRegistry:
         """Whether any type has a schema version above 1, so that reads may need upcasting."""
         return any(v > 1 for v in self.current_versions.values())
 
-    def register(self, name: str, version: int = 1, *, personal_data: tuple[str, ...] = ()) -> Callable[[M], M]:
+    def register(
+        self, name: str, version: int = 1, *, personal_data: tuple[str, ...] = ()
+    ) -> Callable[[type[M]], type[M]]:
         """Register a pydantic model as event type `name` at schema `version`.
 
         `personal_data` names string fields that are stored encrypted with a key per data
@@ -68,7 +70,7 @@ class EventRegistry:
         if version < 1:
             raise ValueError("schema versions start at 1")
 
-        def decorate(model: M) -> M:
+        def decorate(model: type[M]) -> type[M]:
             known = self._by_name.get(name)
             # the same class again (a module reloaded) replaces the entry; another class is an error
             reloaded = known is not None and (known.model.__module__, known.model.__qualname__) == (

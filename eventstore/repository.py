@@ -22,12 +22,13 @@ import orjson
 from django.conf import settings
 from pydantic import BaseModel
 
+from eventstore.aggregate import AggregateLike
+from eventstore.contract import Store
 from eventstore.errors import AggregateNotFound
-from eventstore.memory import InMemoryEventStore
 from eventstore.records import ANY, NO_STREAM, AppendResult, ExpectedVersion, NewEvent, RecordedEvent
 from eventstore.store import EventStore
 
-A = TypeVar("A")
+A = TypeVar("A", bound=AggregateLike)
 
 
 class StateCache:
@@ -70,22 +71,22 @@ class Repository(Generic[A]):
     def __init__(
         self,
         aggregate_type: type[A],
-        store: EventStore | InMemoryEventStore | None = None,
+        store: Store | None = None,
         snapshot_every: int | None = None,
         cache: StateCache | None = None,
     ) -> None:
         self.type = aggregate_type
-        self.store = store or EventStore()
+        self.store: Store = store or EventStore()
         self.cache = cache
         every = snapshot_every if snapshot_every is not None else settings.EVENTSTORE["SNAPSHOT_EVERY"]
         self.snapshot_every = max(0, every)
 
     def load(self, stream_id: UUID, *, version: int | None = None, at: datetime | None = None) -> A:
         """The aggregate folded to its latest version, to `version`, or as it was at time `at`."""
-        agg_type: Any = self.type
-        state, current = agg_type.initial_state(), 0
+        kind = self.type
+        state, current = kind.initial_state(), 0
         latest = version is None and at is None
-        cached = self.cache.get(agg_type.category, stream_id) if self.cache is not None and latest else None
+        cached = self.cache.get(kind.category, stream_id) if self.cache is not None and latest else None
         if cached is not None:
             current, state = cached
         elif at is None:
@@ -95,21 +96,21 @@ class Repository(Generic[A]):
         events = self.store.read_stream(stream_id, from_version=current + 1, to_version=version, recorded_until=at)
         state, current = self.fold(state, current, events)
         if current == 0:
-            raise AggregateNotFound(f"no {agg_type.category} {stream_id}")
+            raise AggregateNotFound(f"no {kind.category} {stream_id}")
         if self.cache is not None and latest:
             self._remember(stream_id, current, state)
-        return agg_type(stream_id, state, current)
+        return kind(stream_id, state, current)
 
     def _remember(self, stream_id: UUID, version: int, state: Any) -> None:
         """Cache a state once what it was folded from is committed (at once outside a transaction):
         a rolled-back append must never be remembered."""
-        cache, category = self.cache, self.type.category  # type: ignore[attr-defined]
+        cache, category = self.cache, self.type.category
         assert cache is not None
         self.store.on_commit(lambda: cache.put(category, stream_id, version, state))
 
     def fold(self, state: Any, version: int, events: list[RecordedEvent]) -> tuple[Any, int]:
         """Apply recorded events to a state: the one fold behind load, history and the time machine."""
-        evolve, decode = self.type.evolve, self.store.registry.decode  # type: ignore[attr-defined]
+        evolve, decode = self.type.evolve, self.store.registry.decode
         for event in events:
             state = evolve(state, decode(event.type, event.data))
             version = event.version
@@ -124,27 +125,26 @@ class Repository(Generic[A]):
         event_ids: list[UUID] | None = None,
     ) -> AppendResult | None:
         """Append the aggregate's pending events, checked against the version it was loaded at."""
-        agg: Any = aggregate
-        if not agg.pending_events:
+        if not aggregate.pending_events:
             return None
         if expected_version is None:
-            expected_version = agg.version if agg.version else NO_STREAM
+            expected_version = aggregate.version if aggregate.version else NO_STREAM
         meta = dict(metadata or {})
         if event_ids is not None:
-            batch = [NewEvent(e, meta, i) for e, i in zip(agg.pending_events, event_ids, strict=True)]
+            batch = [NewEvent(e, meta, i) for e, i in zip(aggregate.pending_events, event_ids, strict=True)]
         else:
-            batch = [NewEvent(e, meta) for e in agg.pending_events]
-        result = self.store.append(agg.id, self.type.category, batch, expected_version=expected_version)  # type: ignore[attr-defined]
-        before, agg.version = agg.version, result.version
-        agg.pending_events = []
+            batch = [NewEvent(e, meta) for e in aggregate.pending_events]
+        result = self.store.append(aggregate.id, self.type.category, batch, expected_version=expected_version)
+        before, aggregate.version = aggregate.version, result.version
+        aggregate.pending_events = []
         if self.cache is not None:
-            self._remember(agg.id, result.version, agg.state)
+            self._remember(aggregate.id, result.version, aggregate.state)
         if (
             self.snapshot_every
             and expected_version != ANY
             and (result.version // self.snapshot_every > before // self.snapshot_every)
         ):
-            self.take_snapshot(agg)
+            self.take_snapshot(aggregate)
         return result
 
     # -- snapshots ----------------------------------------------------------------
@@ -159,10 +159,9 @@ class Repository(Generic[A]):
         return version, self.type_state().model_validate(orjson.loads(state))
 
     def type_state(self) -> type[BaseModel]:
-        return type(self.type.initial_state())  # type: ignore[attr-defined]
+        return type(self.type.initial_state())
 
     def take_snapshot(self, aggregate: A) -> None:
-        agg: Any = aggregate
-        state = orjson.dumps(agg.state.model_dump(mode="json")).decode()
-        category, snapshot_version = self.type.category, getattr(self.type, "snapshot_version", 1)  # type: ignore[attr-defined]
-        self.store.save_snapshot(agg.id, category, agg.version, snapshot_version, state)
+        state = orjson.dumps(aggregate.state.model_dump(mode="json")).decode()
+        category, snapshot_version = self.type.category, getattr(self.type, "snapshot_version", 1)
+        self.store.save_snapshot(aggregate.id, category, aggregate.version, snapshot_version, state)

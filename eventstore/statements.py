@@ -127,8 +127,8 @@ def append_values(
         return values
     rows = []
     for i, (event, entry) in enumerate(zip(batch, entries, strict=True)):
-        data = orjson.Fragment(sealed.get(i) or event.payload.__pydantic_serializer__.to_json(event.payload))
-        rows.append((str(UUID(bytes=ids[i])), entry.name, entry.version, data, event.metadata or EMPTY))
+        json = orjson.Fragment(sealed.get(i) or event.payload.__pydantic_serializer__.to_json(event.payload))
+        rows.append((str(UUID(bytes=ids[i])), entry.name, entry.version, json, event.metadata or EMPTY))
     values.append(dumps(rows))
     return values
 
@@ -154,7 +154,7 @@ def filter_conditions(categories: bool, types: bool, correlation: bool) -> list[
 
 @functools.lru_cache(maxsize=32)
 def read_all_statement(bucket: bool, categories: bool, types: bool, correlation: bool = False) -> bytes:
-    conds = [sql.SQL("(tx_id, global_position) > (%(tx)s::text::xid8, %(pos)s)"), HORIZON]
+    conds: list[sql.Composable] = [sql.SQL("(tx_id, global_position) > (%(tx)s::text::xid8, %(pos)s)"), HORIZON]
     if bucket:
         conds.insert(0, sql.SQL("bucket = %(bucket)s::int2"))
     conds += filter_conditions(categories, types, correlation)

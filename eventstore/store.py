@@ -154,7 +154,7 @@ class EventStore:
             if versions != sorted(versions):  # RETURNING follows the VALUES order; never rely on it blindly
                 rows.sort()
                 versions = [r[0] for r in rows]
-            return AppendResult(stream_id, versions, [r[1] for r in rows], ids)  # type: ignore[arg-type]
+            return AppendResult(stream_id, versions, [r[1] for r in rows], ids)
         raise AssertionError("unreachable")
 
     def _append_personal(
@@ -204,7 +204,9 @@ class EventStore:
     def stream_version(self, stream_id: UUID) -> int:
         """The stream's current version, 0 when it has no events."""
         with self.cursor() as cur:
-            return cur.execute(STREAM_VERSION, [stream_id], prepare=True).fetchone()[0]
+            row = cur.execute(STREAM_VERSION, [stream_id], prepare=True).fetchone()
+        assert row is not None  # an aggregate without GROUP BY: always one row
+        return row[0]
 
     def read_stream(
         self,

@@ -26,7 +26,9 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel
 
-A = TypeVar("A")
+from eventstore.aggregate import AggregateLike
+
+A = TypeVar("A", bound=AggregateLike)
 
 
 class Scenario(Generic[A]):
@@ -37,7 +39,7 @@ class Scenario(Generic[A]):
 
     @property
     def state(self) -> Any:
-        return self.aggregate.state  # type: ignore[attr-defined]
+        return self.aggregate.state
 
     def when(self, command: Callable[[A], object]) -> Scenario[A]:
         self._ran = True
@@ -57,7 +59,7 @@ class Scenario(Generic[A]):
 
     @property
     def new_events(self) -> list[BaseModel]:
-        return list(self.aggregate.pending_events)  # type: ignore[attr-defined]
+        return list(self.aggregate.pending_events)
 
     def then(self, *expected: BaseModel) -> Scenario[A]:
         assert self._ran, "call when() before then()"
@@ -80,8 +82,7 @@ class Scenario(Generic[A]):
 
 def given(aggregate_type: type[A], *events: BaseModel, id: UUID | None = None) -> Scenario[A]:
     """An aggregate of `aggregate_type` whose history is `events`."""
-    cls: Any = aggregate_type
-    state = cls.initial_state()
+    state = aggregate_type.initial_state()
     for event in events:
-        state = cls.evolve(state, event)
-    return Scenario(cls(id or uuid4(), state, len(events)))
+        state = aggregate_type.evolve(state, event)
+    return Scenario(aggregate_type(id or uuid4(), state, len(events)))

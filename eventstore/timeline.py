@@ -54,7 +54,7 @@ class Totals(NamedTuple):
 @functools.lru_cache(maxsize=64)
 def _newest_statement(lower: bool, filters: tuple[bool, ...]) -> sql.Composed:
     categories, types, stream, correlation, recorded_from, recorded_to = filters
-    conds = [sql.SQL("(tx_id, global_position) < (%(tx)s::text::xid8, %(pos)s)"), HORIZON]
+    conds: list[sql.Composable] = [sql.SQL("(tx_id, global_position) < (%(tx)s::text::xid8, %(pos)s)"), HORIZON]
     if lower:
         conds.append(sql.SQL("(tx_id, global_position) > (%(after_tx)s::text::xid8, %(after_pos)s)"))
     conds += filter_conditions(categories, types, correlation)
@@ -145,9 +145,13 @@ def totals(store: EventStore | None = None) -> Totals:
     """Events and streams in the log: exact while it is small, else the planner's estimate."""
     store = store or EventStore()
     with store.cursor() as cur:
-        rows = cur.execute(ESTIMATED_ROWS).fetchone()[0]
+        estimate = cur.execute(ESTIMATED_ROWS).fetchone()
+        assert estimate is not None  # the table exists: it has a pg_class row
+        rows = estimate[0]
         if rows < EXACT_COUNT_BELOW:  # includes -1: never analysed, so surely young
-            events, streams = cur.execute(EXACT).fetchone()
+            exact = cur.execute(EXACT).fetchone()
+            assert exact is not None  # aggregates without GROUP BY: always one row
+            events, streams = exact
             return Totals(events, streams, exact=True)
         found = cur.execute(ESTIMATED_STREAMS).fetchone()
     distinct = found[0] if found else 0

@@ -26,7 +26,7 @@ S = TypeVar("S", bound="Subscriber")
 
 def handles(*event_types: str) -> Callable[[Handler], Handler]:
     def mark(fn: Handler) -> Handler:
-        fn._handles = event_types  # type: ignore[attr-defined]
+        fn._handles = event_types  # type: ignore[attr-defined]  # a mark on the function, read by __init_subclass__
         return fn
 
     return mark

@@ -7,7 +7,7 @@ while there is more (or events wait behind the read horizon), the bucket is queu
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from projections import flags, processes, runner, wakeups
 
@@ -16,16 +16,16 @@ REQUEUE_COUNTDOWN_S = 0.02  # another runner's transaction holds the horizon for
 # Called with (bucket, outcomes by projection, the streams whose events were applied) as soon as
 # the projections of a bucket have caught up (before process managers run), e.g. by the console
 # to push live hints; a hook that fails is logged, never fails the catch-up.
-after_catch_up: list[Callable[[int, dict[str, str], set], None]] = []
+after_catch_up: list[Callable[[int, Mapping[str, str], set], None]] = []
 
 
-def catch_up_bucket(bucket: int) -> dict[str, str]:
+def catch_up_bucket(bucket: int) -> dict[str, runner.Outcome]:
     """Bring every projection's bucket up to date, then every process manager's; re-queue while
     there is more. Returns the outcome by projection and process manager."""
     flags.clear_wake(bucket)
     while True:
         touched: set = set()
-        outcomes: dict[str, str] = runner.catch_up(bucket, touched=touched)
+        outcomes = runner.catch_up(bucket, touched=touched)
         _announce(bucket, outcomes, touched)
         outcomes.update(processes.run_all(bucket))
         if "busy" in outcomes.values():
@@ -37,7 +37,7 @@ def catch_up_bucket(bucket: int) -> dict[str, str]:
     return outcomes
 
 
-def _announce(bucket: int, outcomes: dict[str, str], touched: set) -> None:
+def _announce(bucket: int, outcomes: Mapping[str, str], touched: set) -> None:
     for hook in after_catch_up:
         try:
             hook(bucket, outcomes, touched)

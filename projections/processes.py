@@ -77,7 +77,7 @@ def advisory_key(name: str) -> int:
 
 def ensure(name: str, *, force: bool = False) -> None:
     """Create the process manager's state row and bucket checkpoints (at zero) on first use."""
-    ensure_checkpoints(process_registry.get(name), force=force)  # type: ignore[arg-type]  # same shape: name, version
+    ensure_checkpoints(process_registry.get(name), force=force)
 
 
 def run_all(bucket: int) -> dict[str, Outcome]:

@@ -51,6 +51,7 @@ PROGRESS_EVERY_S = 0.5  # listeners hear of progress at most twice a second
 REBUILD_LOCK = lock_key("eventfold.rebuild")
 
 Outcome = Literal["more", "retry", "done", "failed", "busy", "gone"]
+BatchOutcome = Literal["more", "caught_up", "busy", "gone"]
 LOST_CONNECTION = (OperationalError, InterfaceError)
 # Called with (projection name, Rebuild.progress()) at most twice a second per slice, and at the end.
 progress_listeners: list[Callable[[str, dict[str, Any]], None]] = []
@@ -164,12 +165,12 @@ def run_slice(rebuild_id: int, ticket: int | None = None, seconds: float = SLICE
             return _switch(rebuild_id, projection, memo, skips)
         except Exception:
             return _fail(rebuild_id, traceback.format_exc())
-    return outcome  # type: ignore[return-value]
+    return outcome
 
 
 def _batch(
     rebuild_id: int, ticket: int | None, projection: Projection, memo: dict, skips: set, began: float, applied: int
-) -> tuple[str, int]:
+) -> tuple[BatchOutcome, int]:
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [REBUILD_LOCK, rebuild_id])
         if not cur.fetchone()[0]:
@@ -204,11 +205,11 @@ def _switch(rebuild_id: int, projection: Projection, memo: dict, skips: set) -> 
         scratch.add_indexes(cur, projection, rebuild.schema)
     for attempt in range(SWITCH_ATTEMPTS):
         # Catch up outside the swap, so that the swap itself has little left to apply.
-        outcome = "more"
+        outcome: BatchOutcome = "more"
         while outcome == "more":
             outcome, _ = _batch(rebuild_id, None, projection, memo, skips, time.monotonic(), 0)
-            if outcome in ("busy", "gone"):
-                return outcome  # type: ignore[return-value]
+            if outcome == "busy" or outcome == "gone":
+                return outcome
         try:
             return _swap(rebuild_id, projection, memo, skips)
         except OperationalError as exc:

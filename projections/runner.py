@@ -17,11 +17,12 @@ import zlib
 from typing import Literal
 
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from eventstore.records import BUCKETS, Checkpoint, RecordedEvent
 from eventstore.store import EventStore
-from projections.base import Projection, projection_registry
+from projections.base import Projection, Subscriber, projection_registry
 from projections.models import BucketCheckpoint, ProjectionState, Skip
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ ORDER BY k.n
 """
 
 
-def ensure_checkpoints(projection: Projection, *, force: bool = False) -> None:
-    """Create the projection's state and its bucket checkpoints on first use."""
+def ensure_checkpoints(projection: Subscriber, *, force: bool = False) -> None:
+    """Create the state and the bucket checkpoints of a projection (or a process manager) on first use."""
     key = (connection.settings_dict["NAME"], projection.name)
     if key in _ensured and not force:
         return
@@ -139,7 +140,7 @@ def apply_batch(
     return outcomes
 
 
-def _apply(projection: Projection, events: list[RecordedEvent], skipped: set, cur) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+def _apply(projection: Projection, events: list[RecordedEvent], skipped: set, cur: CursorWrapper) -> tuple[int, str]:
     """Apply in a savepoint; on a failure, redo the events before it.
     Returns how many were applied and, when one failed, its traceback."""
     sid = transaction.savepoint()
@@ -159,7 +160,7 @@ def _apply(projection: Projection, events: list[RecordedEvent], skipped: set, cu
     return len(events), ""
 
 
-def _move(cur, bucket: int, moves: list[tuple[str, Checkpoint, Checkpoint]]) -> None:  # type: ignore[no-untyped-def]
+def _move(cur: CursorWrapper, bucket: int, moves: list[tuple[str, Checkpoint, Checkpoint]]) -> None:
     """Compare-and-set the checkpoints of every projection that applied events, in one statement."""
     if not moves:
         return
@@ -182,7 +183,7 @@ def _move(cur, bucket: int, moves: list[tuple[str, Checkpoint, Checkpoint]]) -> 
         raise RuntimeError(f"a checkpoint of {names} in bucket {bucket} moved under us: batch rolled back")
 
 
-def _park(cur, name: str, bucket: int, event: RecordedEvent, error: str) -> None:  # type: ignore[no-untyped-def]
+def _park(cur: CursorWrapper, name: str, bucket: int, event: RecordedEvent, error: str) -> None:
     cur.execute(
         "UPDATE projections_checkpoint SET failed = true, error_event_id = %s, error_position = %s, "
         "error = %s, failed_at = %s WHERE projection = %s AND bucket = %s",

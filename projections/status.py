@@ -36,8 +36,7 @@ def applied(names: list[str], position: int) -> bool:
     if found is None:
         return False
     target, bucket = found
-    rows = BucketCheckpoint.objects.filter(projection__in=names, bucket=bucket).values_list("tx_id", "position")
-    rows = list(rows)
+    rows = list(BucketCheckpoint.objects.filter(projection__in=names, bucket=bucket).values_list("tx_id", "position"))
     return len(rows) == len(names) and all(Checkpoint(tx, pos) >= target for tx, pos in rows)
 
 
@@ -74,7 +73,7 @@ def overview() -> list[dict[str, Any]]:
     kinds = {p.name: getattr(p, "kind", "projection") for p in subscribers}
     present = set(ProjectionState.objects.filter(name__in=names).values_list("name", flat=True))
     for p in subscribers:
-        ensure_checkpoints(p, force=p.name not in present)  # type: ignore[arg-type]
+        ensure_checkpoints(p, force=p.name not in present)
     with connection.cursor() as cur:
         cur.execute(BUCKET_LAG, [names])
         bucket_lag = {(name, bucket): n for name, bucket, n in cur.fetchall()}
@@ -144,7 +143,7 @@ def overview() -> list[dict[str, Any]]:
 def set_paused(name: str, paused: bool) -> None:
     """Pause or resume a projection or process manager; a resume wakes every bucket."""
     subscriber = process_registry.get(name) if name in process_registry else projection_registry.get(name)
-    ensure_checkpoints(subscriber, force=True)  # type: ignore[arg-type]
+    ensure_checkpoints(subscriber, force=True)
     ProjectionState.objects.filter(name=name).update(paused=paused)
     if not paused:
         transaction.on_commit(wakeups.wake_all)
@@ -164,6 +163,7 @@ def skip(name: str, user: Any = None, reason: str = "") -> list[str]:
     """Record a skip of every parked event of the projection and un-park its buckets (retry wakes them)."""
     skipped = []
     for row in BucketCheckpoint.objects.select_for_update().filter(projection=name, failed=True):
+        assert row.error_event_id is not None and row.error_position is not None  # parking names the event
         Skip.objects.get_or_create(
             projection=name,
             event_id=row.error_event_id,
@@ -219,7 +219,7 @@ def start_at_head() -> None:
     idle buckets: a batch running meanwhile finds its checkpoint moved and rolls back."""
     subscribers = [*projection_registry.all(), *process_registry.all()]
     for subscriber in subscribers:
-        ensure_checkpoints(subscriber, force=True)  # type: ignore[arg-type]
+        ensure_checkpoints(subscriber, force=True)
     with connection.cursor() as cur:
         cur.execute(START_AT_HEAD, [BUCKETS - 1, [s.name for s in subscribers]])
 

@@ -16,7 +16,7 @@ RETRY_COUNTDOWN_S = 2.0
 
 
 @shared_task(name=wakeups.CATCH_UP_TASK, acks_late=True, reject_on_worker_lost=True)
-def catch_up_bucket(bucket: int) -> dict[str, str]:
+def catch_up_bucket(bucket: int) -> dict[str, runner.Outcome]:
     """Bring the bucket up to date for every projection and process manager (re-queued while there is more)."""
     return catchup.catch_up_bucket(bucket)
 

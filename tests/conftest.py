@@ -109,7 +109,7 @@ def wait_for(check, timeout: float = 15.0, what: str = "the condition"):
         time.sleep(0.05)
 
 
-def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+def pytest_collection_modifyitems(config, items):
     """Browser tests last: Playwright keeps an event loop running in the main thread while a
     browser is open, which Django's test client (async views) cannot run beside."""
     items.sort(key=lambda item: "/e2e/" in str(item.path).replace("\\", "/"))

@@ -21,7 +21,7 @@ class Caller:
 
     def require(self, needed: str) -> None:
         if not outranks(self.role, needed):
-            raise AuthorizationError(f"this needs the {needed} role; yours is {self.role}")
+            raise AuthorizationError(message=f"this needs the {needed} role; yours is {self.role}")
 
 
 def caller_for_token(token: str) -> Caller | None:
@@ -46,7 +46,7 @@ class BearerToken(HttpBearer):
 
     is_async = True
 
-    async def __call__(self, request: HttpRequest) -> Caller | None:  # type: ignore[override]
+    async def __call__(self, request: HttpRequest) -> Caller | None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():

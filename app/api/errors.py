@@ -93,7 +93,7 @@ def install(api: NinjaAPI) -> None:
         return respond(request, answer.status, body(answer.code, answer.detail, **extra), **answer.headers)
 
     for kind in commands.REFUSABLE:
-        api.add_exception_handler(kind, refused)
+        api.exception_handler(kind)(refused)
 
     @api.exception_handler(Http404)
     def http404(request: HttpRequest, exc: Exception) -> HttpResponse:

@@ -155,7 +155,7 @@ async def projection_list(request: HttpRequest) -> list[dict[str, Any]]:
 def _control(request: HttpRequest, name: str, *, processes_too: bool = False) -> Caller:
     """The caller, if an operator naming a projection (or, for pause, resume, retry and skip, a
     process manager: those are never reset or rebuilt)."""
-    caller: Caller = request.auth  # type: ignore[attr-defined]
+    caller: Caller = request.auth  # type: ignore[attr-defined]  # set by ninja once BearerToken accepts
     caller.require(Role.OPERATOR)
     if name in process_registry and not processes_too:
         raise ApiError(409, "not_rebuildable", f"{name} is a process manager: it is never reset or rebuilt")

@@ -4,6 +4,7 @@ process that appends (its stream's page). Registered in ConsoleConfig.ready(), s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import transaction
@@ -18,7 +19,7 @@ TOPIC_OF = {"account_summary": "accounts", "transfers": "transfers"}  # read mod
 STREAM_HINTS_MAX = 32  # a batch that touched more streams tells the pages by the coarse topics only
 
 
-def after_catch_up(bucket: int, outcomes: dict[str, str], streams: set) -> None:
+def after_catch_up(bucket: int, outcomes: Mapping[str, str], streams: set) -> None:
     """A catch-up run is woken by appends: when it worked, the log grew and read models moved.
     ("drained" may also mean a re-queued run that found nothing: a hint too many, coalesced.)
     A page about one stream (an account's) hears of its own changes at once: stream topics are

@@ -30,6 +30,8 @@ from pydantic import ValidationError
 
 from app.core import idempotency
 from app.ledger.domain.errors import LedgerError
+from eventstore.aggregate import AggregateLike
+from eventstore.contract import Store
 from eventstore.errors import (
     AggregateNotFound,
     ConcurrencyError,
@@ -44,7 +46,7 @@ from eventstore.store import EventStore
 from projections import backpressure
 
 CONFLICT_RETRIES = 3
-A = TypeVar("A")
+A = TypeVar("A", bound=AggregateLike)
 Outcome = Literal["appended", "unchanged", "repeated"]
 
 
@@ -120,8 +122,10 @@ def send(handler: Callable[..., CommandResult], sender: Sender, **arguments: Any
     key = sender.idempotency_key
     command_id = sender.command_id
     if command_id is None:
-        keyed = key is not None and sender.user_id is not None
-        command_id = idempotency.command_id(sender.user_id, key, sender.fingerprint) if keyed else uuid4()  # type: ignore[arg-type]
+        if key is not None and sender.user_id is not None:
+            command_id = idempotency.command_id(sender.user_id, key, sender.fingerprint)
+        else:
+            command_id = uuid4()
     ctx = CommandContext(
         actor=sender.actor,
         command_id=command_id,
@@ -148,11 +152,11 @@ def _restored(kept: Mapping[str, Any]) -> CommandResult:
 # -- the store commands act on ----------------------------------------------------------------
 # The states commands act on, kept between commands in this process (see StateCache).
 STATES = StateCache()
-_store: ContextVar[tuple[Any, StateCache] | None] = ContextVar("ledger_store", default=None)
+_store: ContextVar[tuple[Store, StateCache] | None] = ContextVar("ledger_store", default=None)
 
 
 @contextmanager
-def using(store: Any) -> Iterator[None]:
+def using(store: Store) -> Iterator[None]:
     """Run commands against another event store (an in-memory one in unit tests), with a state
     cache of its own."""
     token = _store.set((store, StateCache()))
@@ -162,16 +166,16 @@ def using(store: Any) -> Iterator[None]:
         _store.reset(token)
 
 
-def store() -> EventStore:
+def store() -> Store:
     chosen = _store.get()
     return EventStore() if chosen is None else chosen[0]
 
 
-def repository(kind: type[A]) -> Repository[Any]:
+def repository(kind: type[A]) -> Repository[A]:
     chosen = _store.get()
     if chosen is None:
-        return Repository(kind, EventStore(), cache=STATES)  # type: ignore[type-var]
-    return Repository(kind, chosen[0], cache=chosen[1])  # type: ignore[type-var]
+        return Repository(kind, EventStore(), cache=STATES)
+    return Repository(kind, chosen[0], cache=chosen[1])
 
 
 def load(kind: type[A], stream_id: UUID) -> A:
@@ -179,7 +183,7 @@ def load(kind: type[A], stream_id: UUID) -> A:
     return _load(repository(kind), stream_id)
 
 
-def _load(repo: Repository[Any], stream_id: UUID) -> Any:
+def _load(repo: Repository[A], stream_id: UUID) -> A:
     try:
         return repo.load(stream_id)
     except AggregateNotFound:
@@ -187,7 +191,7 @@ def _load(repo: Repository[Any], stream_id: UUID) -> Any:
 
 
 # -- the one load-act-save loop -----------------------------------------------------------------
-def create(aggregate: Any, ctx: CommandContext, command: str) -> CommandResult:
+def create(aggregate: AggregateLike, ctx: CommandContext, command: str) -> CommandResult:
     """Append a new aggregate's first events (the stream must not exist yet)."""
     return _save(repository(type(aggregate)), aggregate, ctx, command, NO_STREAM)
 
@@ -225,7 +229,7 @@ def step(
 
 
 def _save(
-    repo: Repository[Any], aggregate: Any, ctx: CommandContext, command: str, expected: ExpectedVersion
+    repo: Repository[A], aggregate: A, ctx: CommandContext, command: str, expected: ExpectedVersion
 ) -> CommandResult:
     ids = ctx.event_ids(len(aggregate.pending_events))
     try:
@@ -238,7 +242,7 @@ def _save(
     return CommandResult(aggregate.id, result.version, result.position)
 
 
-def _original(store: Any, stream_id: UUID, ids: list[UUID]) -> CommandResult:
+def _original(store: Store, stream_id: UUID, ids: list[UUID]) -> CommandResult:
     """The result of the earlier command whose events have these ids (the same command sent again)."""
     wanted = set(ids)
     for event in store.read_stream(stream_id, backwards=True):

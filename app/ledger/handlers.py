@@ -12,6 +12,7 @@ from uuid import UUID, uuid5
 from app.ledger.commands import CommandContext, CommandResult, change, create, load, step, store
 from app.ledger.domain import errors
 from app.ledger.domain.account import Account
+from app.ledger.domain.events import FailureReason
 from app.ledger.domain.transfer import Transfer, TransferState
 
 
@@ -81,7 +82,7 @@ def transfer_debit(*, transfer_id: UUID, ctx: CommandContext) -> CommandResult |
         )
     except (errors.InsufficientFunds, errors.AccountFrozen, errors.AccountClosed) as refused:
         reason = refused.code
-        return step(Transfer, transfer_id, ctx, "fail", "FailTransfer", lambda t: t.fail(reason))  # type: ignore[arg-type]
+        return step(Transfer, transfer_id, ctx, "fail", "FailTransfer", lambda t: t.fail(reason))
 
 
 def transfer_confirm_debit(*, transfer_id: UUID, ctx: CommandContext) -> CommandResult | None:
@@ -109,7 +110,7 @@ def transfer_credit(*, transfer_id: UUID, ctx: CommandContext) -> CommandResult 
     except errors.LedgerError as refused:
         if _credited(transfer.to_account, transfer_id):  # by an earlier delivery, before the account closed
             return None
-        reason = "account_closed" if isinstance(refused, errors.AccountClosed) else "credit_failed"
+        reason: FailureReason = "account_closed" if isinstance(refused, errors.AccountClosed) else "credit_failed"
         return step(Transfer, transfer_id, ctx, "fail", "FailTransfer", lambda t: t.fail(reason))
 
 

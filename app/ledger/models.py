@@ -1,8 +1,16 @@
 """The ledger's read models, written only by its projections (app/ledger/projections.py)."""
 
+from typing import TypedDict
+
 from django.db import models
 
-BALANCE = {"max_digits": 40, "decimal_places": 0}  # sums are numeric: they cannot overflow
+
+class Digits(TypedDict):
+    max_digits: int
+    decimal_places: int
+
+
+BALANCE: Digits = {"max_digits": 40, "decimal_places": 0}  # sums are numeric: they cannot overflow
 
 
 class AccountSummary(models.Model):

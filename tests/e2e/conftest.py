@@ -113,7 +113,7 @@ def console_user(username: str, role: str) -> str:
     return username
 
 
-def log_in(page, username: str) -> None:  # type: ignore[no-untyped-def]
+def log_in(page, username: str) -> None:
     page.goto("/login/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)

@@ -19,7 +19,7 @@ def ctx() -> CommandContext:
     return CommandContext(actor="dashboard-test")  # a new command id (and so new event ids) each time
 
 
-def chart_total(page) -> int:  # type: ignore[no-untyped-def]
+def chart_total(page) -> int:
     text = page.locator("#dash-chart p.muted").first.inner_text()
     return int(re.search(r"(\d+) events", text).group(1))
 

@@ -22,7 +22,7 @@ def ctx() -> CommandContext:
     return CommandContext(actor="e2e")
 
 
-def account_with(owner: str, balance: int):  # type: ignore[no-untyped-def]
+def account_with(owner: str, balance: int):
     """An account with a balance, once the read models show it."""
     last = handlers.account_open(account_id=uuid4(), owner=owner, currency="EUR", ctx=ctx())
     account = last.stream_id

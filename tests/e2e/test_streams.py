@@ -21,7 +21,7 @@ def open_account_with_deposits() -> UUID:
     return account_id
 
 
-def balance(page) -> str:  # type: ignore[no-untyped-def]
+def balance(page) -> str:
     return page.locator('#tm-state tr[data-field="balance"] td.value').inner_text().strip()
 
 

@@ -35,14 +35,14 @@ def operator_token() -> str:
     return token
 
 
-def open_live_timeline(page) -> None:  # type: ignore[no-untyped-def]
+def open_live_timeline(page) -> None:
     log_in(page, console_user("tess", "viewer"))
     page.goto("/timeline/")
     expect(page.locator("#live-state")).to_have_text("live")  # the websocket is open
     page.evaluate("window.notReloaded = true")
 
 
-def stream_row(page, stream_id: str):  # type: ignore[no-untyped-def]
+def stream_row(page, stream_id: str):
     return page.locator(f"#timeline-rows tr:has(a[href='/streams/{stream_id}/'])")
 
 

@@ -5,7 +5,7 @@ few present are rewritten in place."""
 from django.db import migrations, models
 
 
-def results_from_responses(apps, schema_editor):  # type: ignore[no-untyped-def]
+def results_from_responses(apps, schema_editor):
     ProcessedCommand = apps.get_model("core", "ProcessedCommand")
     for row in ProcessedCommand.objects.all():
         body = row.result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 
 class LedgerError(Exception):
     """A business rule refused a command. `code` is the API's 422 error code."""
@@ -14,15 +16,15 @@ class LedgerError(Exception):
 
 
 class InsufficientFunds(LedgerError):
-    code = "insufficient_funds"
+    code: Literal["insufficient_funds"] = "insufficient_funds"  # also a transfer's failure reason
 
 
 class AccountClosed(LedgerError):
-    code = "account_closed"
+    code: Literal["account_closed"] = "account_closed"  # also a transfer's failure reason
 
 
 class AccountFrozen(LedgerError):
-    code = "account_frozen"
+    code: Literal["account_frozen"] = "account_frozen"  # also a transfer's failure reason
 
 
 class BalanceNotZero(LedgerError):

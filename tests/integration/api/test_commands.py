@@ -219,7 +219,7 @@ def test_each_role_against_each_command(request, operator, role, path, body):
     text = json.dumps(body).replace("{id}", account).replace("{other}", other)
     response = api.post(path.replace("{id}", account), json.loads(text))
     if role == "viewer":
-        error(response, 403, "forbidden")
+        assert error(response, 403, "forbidden")["detail"] == "this needs the operator role; yours is viewer"
     else:
         assert response.status_code in (200, 201, 202) or response.json()["error"] == "balance_not_zero", (
             response.content

@@ -48,7 +48,7 @@ def command_id(html: str, form: str) -> str:
     return found.group(1)
 
 
-def post_form(client, page: str, form: str, action: str, data: dict, **headers):  # type: ignore[no-untyped-def]
+def post_form(client, page: str, form: str, action: str, data: dict, **headers):
     """Fill in a form as shown on `page` (its command id included) and send it."""
     return client.post(action, {"command_id": command_id(client.get(page).content.decode(), form), **data}, **headers)
 

@@ -22,7 +22,7 @@ def admin(transactional_db) -> Client:
     return console_client("ada", "admin")
 
 
-def user(username: str, role: str = "viewer"):  # type: ignore[no-untyped-def]
+def user(username: str, role: str = "viewer"):
     found, _ = get_user_model().objects.get_or_create(username=username)
     Profile.objects.update_or_create(user=found, defaults={"role": role})
     return found
