@@ -5,6 +5,7 @@ does not show what one request leaves on a thread's connection for the next."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -13,17 +14,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
 import pytest
+from celery.signals import task_prerun
 from django.conf import settings
-from django.db import connection
+from django.core.signals import request_started
+from django.db import connection, connections
 from django.utils import timezone
 
+from app.api.threads import in_thread
+from app.core.connections import start_clean
 from app.core.models import ProcessedCommand
+from app.core.tasks import sweep_idempotency
+from app.ledger import commands
 from eventstore.personal_data import SubjectKeys
 from eventstore.store import EventStore
 from tests.conftest import worker_database_url
@@ -74,7 +83,7 @@ def live(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[str]:
     except subprocess.TimeoutExpired:
         proc.kill()
     log_text = log.read_text()
-    assert "Traceback" not in log_text, log_text[-3000:]
+    assert "Traceback" not in log_text and "was left" not in log_text, log_text[-3000:]
 
 
 class Http:
@@ -214,3 +223,68 @@ def test_a_key_used_again_after_its_24_hours_gets_the_first_result(live, transac
     assert [e.type for e in events] == ["ledger.AccountOpened", "ledger.FundsDeposited", "ledger.FundsDeposited"]
     successes(api, "after the 24 hours")
 
+
+def leave_dirty(how: str) -> None:
+    """Leave this thread's connection inside a transaction, as work that talks to psycopg
+    directly could, without Django knowing."""
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.execute("BEGIN")
+    if how == "failed":
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            raw.execute("SELECT 1 / 0")
+    assert raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+
+def fresh_query() -> tuple[int, str]:
+    """An ORM query, and the transaction status it leaves."""
+    count = ProcessedCommand.objects.count()
+    return count, connection.connection.info.transaction_status.name
+
+
+@pytest.mark.parametrize("how", ["open", "failed"])
+def test_work_in_an_api_thread_starts_on_a_clean_connection(transactional_db, caplog, how):
+    async def two_calls() -> tuple[int, str]:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))  # both on one thread
+        await in_thread(leave_dirty)(how)
+        try:
+            return await in_thread(fresh_query)()
+        finally:
+            await in_thread(connections.close_all)()
+
+    assert asyncio.run(two_calls()) == (0, "IDLE")  # (asyncio.run shuts the pool down)
+    assert "was left" in caplog.text
+
+
+@pytest.mark.parametrize("how", ["open", "failed"])
+@pytest.mark.parametrize("before", ["request", "task"])
+def test_every_request_and_task_starts_on_a_clean_connection(transactional_db, caplog, how, before):
+    leave_dirty(how)
+    try:
+        if before == "request":
+            request_started.send(sender=None, scope={})
+        else:
+            task_prerun.send(sender=sweep_idempotency, task_id="t", task=sweep_idempotency, args=(), kwargs={})
+        assert fresh_query() == (0, "IDLE")
+        assert "was left" in caplog.text
+    finally:  # whatever happened, the test database's flush needs a usable connection
+        if connection.connection is not None and connection.connection.info.transaction_status:
+            connection.close()
+
+
+def test_a_connection_the_server_dropped_answers_503_and_the_next_work_gets_a_new_one(transactional_db, caplog):
+    store = EventStore()
+    store.stream_version(uuid4())  # this thread's connection is open, and idle
+    with psycopg.connect(worker_database_url(), autocommit=True) as other:  # a restart, a failover, a kill
+        other.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    try:
+        with pytest.raises(psycopg.OperationalError) as raised:
+            store.read_stream(uuid4())  # the store's own psycopg cursor: Django never hears of the error
+        answer = commands.refusal(raised.value)
+        assert answer is not None and (answer.status, answer.code) == (503, "unavailable"), answer
+        start_clean()
+        assert fresh_query() == (0, "IDLE")
+        assert "was left" in caplog.text
+    finally:
+        if connection.connection is not None and connection.connection.info.transaction_status:
+            connection.close()
