@@ -123,6 +123,7 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "projections-safety-net": {"task": "projections.tick", "schedule": 3.0},
     "ledger-expire-transfers": {"task": "ledger.expire_transfers", "schedule": 5.0},
+    "core-sweep-idempotency": {"task": "core.sweep_idempotency", "schedule": 600.0},  # keys past 24 h
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

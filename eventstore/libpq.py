@@ -126,7 +126,11 @@ def uuid_from_bytes(raw: bytes) -> UUID:
     return value
 
 
-# Statements prepared on each libpq connection (connections come and go with Django's).
+# Statements prepared on each libpq connection (connections come and go with Django's). This is
+# only what we believe: psycopg, which owns the connection, sends DEALLOCATE ALL after a ROLLBACK
+# (also to a savepoint), a DROP or an ALTER whenever it has prepared statements of its own, and
+# a pooler or a DISCARD ALL may do the same; then the server answers "prepared statement does not
+# exist" and we prepare again (see exec_prepared).
 _prepared: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
 
 
@@ -135,6 +139,12 @@ def exec_prepared(conn: psycopg.Connection, statement: AppendStatement, values: 
 
     The append is the hot path of every command; psycopg's cursor machinery costs more
     client CPU than the statement's own round trip on a small machine.
+
+    A statement deallocated behind our back is prepared again and run once more when the failed
+    attempt took no transaction down with it (autocommit). Inside a transaction the failed
+    attempt has aborted it, and nothing more can run in it: InvalidSqlStatementName is raised,
+    and the caller, who ran this in a savepoint, rolls back to it and calls again (the store's
+    `_insert` does). Never catch it and carry on in the same transaction.
     """
     pgconn = conn.pgconn
     names = _prepared.setdefault(conn, set())
@@ -149,6 +159,7 @@ def exec_prepared(conn: psycopg.Connection, statement: AppendStatement, values: 
         error = pg_errors.error_from_result(result, encoding=conn.info.encoding)
         if isinstance(error, pg_errors.InvalidSqlStatementName):  # deallocated behind our back
             names.discard(statement.name)
-            return exec_prepared(conn, statement, values)
+            if pgconn.transaction_status == pq.TransactionStatus.IDLE:  # autocommit: nothing was doomed
+                return exec_prepared(conn, statement, values)
         raise error
     return result

@@ -181,8 +181,16 @@ class EventStore:
         conn = connections[self.using]
         if conn.in_atomic_block:
             # A failed statement would doom the caller's transaction: isolate it in a savepoint.
-            with transaction.atomic(using=self.using):
-                result = libpq.exec_prepared(conn.connection, statement, values)
+            # A statement deallocated behind libpq's back (see libpq.exec_prepared) fails once
+            # and is prepared again in a fresh savepoint.
+            for attempt in range(2):
+                try:
+                    with transaction.atomic(using=self.using):
+                        result = libpq.exec_prepared(conn.connection, statement, values)
+                    break
+                except pg_errors.InvalidSqlStatementName:
+                    if attempt:
+                        raise
         else:  # autocommit: the one statement is one atomic transaction
             if conn.connection is None:
                 conn.ensure_connection()

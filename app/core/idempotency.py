@@ -6,6 +6,9 @@ concurrent duplicates. The lock writes nothing, so the command's append stays th
 first write. Only results of commands that succeeded are kept, for KEEP_FOR. The command id (and
 so every event id) derives from the user, the key and the request, so even a retry made after
 the record is gone appends nothing twice.
+
+Records older than KEEP_FOR are never read again; `sweep` deletes them (beat runs it through the
+task `core.sweep_idempotency`, app/core/tasks.py) so the table does not grow for ever.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid5
 
 from django.db import connection, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from app.core.models import ProcessedCommand
@@ -24,6 +28,8 @@ from app.core.models import ProcessedCommand
 KEEP_FOR = timedelta(hours=24)
 NAMESPACE = UUID("0f7f9d43-2f0c-4c51-9b6e-2b3f54f0c1e1")
 MAX_KEY_LENGTH = 255
+SWEEP_BATCH = 1000  # rows per DELETE: each its own short transaction, a short hold on the read horizon
+SWEEP_MAX_BATCHES = 100  # per call; the task queues itself again while more are left
 R = TypeVar("R")
 
 
@@ -85,3 +91,22 @@ def run(
             defaults={"fingerprint": print_, "result": dict(keep(result)), "created_at": timezone.now()},
         )
         return result
+
+
+def sweep(*, batch: int = SWEEP_BATCH, max_batches: int = SWEEP_MAX_BATCHES) -> tuple[int, bool]:
+    """Delete records older than KEEP_FOR, oldest first, `batch` at a time (each DELETE its own
+    short transaction: it takes a transaction id, and a long one would hold back the read horizon
+    of every projection), at most `max_batches` times. Returns how many went and whether more
+    are left.
+
+    The age is checked again on the rows being deleted, not only when choosing them: a command
+    whose key came back after its 24 hours refreshes its row meanwhile, and keeps it."""
+    cutoff = timezone.now() - KEEP_FOR
+    deleted = 0
+    for _ in range(max_batches):
+        oldest = ProcessedCommand.objects.filter(created_at__lt=cutoff).order_by("created_at").values("pk")[:batch]
+        gone, _ = ProcessedCommand.objects.filter(pk__in=Subquery(oldest), created_at__lt=cutoff).delete()
+        deleted += gone
+        if gone < batch:
+            return deleted, False
+    return deleted, True

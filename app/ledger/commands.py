@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple, TypeVar
 from uuid import UUID, uuid4, uuid5
 
+import psycopg
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from pydantic import ValidationError
@@ -309,6 +310,9 @@ REFUSALS: dict[type[Exception], Callable[[Any], Refusal]] = {
     ),
     OperationalError: _unavailable,
     InterfaceError: _unavailable,
+    # the same, met on the event store's own psycopg cursors and libpq path (Django does not wrap them)
+    psycopg.OperationalError: _unavailable,
+    psycopg.InterfaceError: _unavailable,
 }
 REFUSABLE: tuple[type[Exception], ...] = tuple(REFUSALS)
 
