@@ -46,8 +46,9 @@ SECURITY = (
 
 def production_env(**changes: str | None) -> dict[str, str]:
     """The process environment of a production deployment: the five required variables (a
-    change of None leaves one out) and none of the machine's own settings."""
-    env = {k: v for k, v in os.environ.items() if k not in REQUIRED + OPTIONAL and k != "EVENTFOLD_TESTING"}
+    change of None leaves one out) and nothing of this machine's or the test run's settings
+    (which set, e.g., DJANGO_ALLOW_ASYNC_UNSAFE for the browser tests)."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")}
     env.update(
         DJANGO_ENV="production",
         DJANGO_SETTINGS_MODULE="app.settings",
@@ -73,7 +74,7 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def production_settings(monkeypatch: pytest.MonkeyPatch, **changes: str | None) -> dict[str, Any]:
     """app/settings.py as a production process would load it (the running Django is untouched)."""
-    for name in REQUIRED + OPTIONAL:
+    for name in (*REQUIRED, *OPTIONAL, "EVENTFOLD_TESTING"):
         monkeypatch.delenv(name, raising=False)
     for name, value in production_env(**changes).items():
         monkeypatch.setenv(name, value)
