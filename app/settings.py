@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from app import embedded
 
@@ -14,12 +17,76 @@ ENV = os.environ.get("DJANGO_ENV", "development")
 PRODUCTION = ENV == "production"
 TESTING = os.environ.get("EVENTFOLD_TESTING") == "1"
 
+# What production cannot start without, and how to make a value: these have no safe default (a
+# generated secret or an embedded server would be wrong there, and silently so).
+REQUIRED_IN_PRODUCTION = {
+    "SECRET_KEY": 'a long random string, made with python -c "import secrets; print(secrets.token_urlsafe(50))"',
+    "ALLOWED_HOSTS": "the comma-separated host names the site is served under, e.g. eventfold.example.com",
+    "EVENTFOLD_MASTER_KEY": "32 random bytes in URL-safe base64, made once with python -c "
+    '"import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())" and kept in your secret store',
+    "DATABASE_URL": "the PostgreSQL server, e.g. postgresql://eventfold:PASSWORD@db:5432/eventfold",
+    "REDIS_URL": "the Redis server, e.g. redis://redis:6379/0",
+}
+
+
+def _env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _require_production_environment() -> None:
+    """Stop a production process at once, naming every missing variable in one sentence each,
+    rather than with a KeyError, or later, or with a development default."""
+    missing = [name for name in REQUIRED_IN_PRODUCTION if not os.environ.get(name, "").replace(",", " ").strip()]
+    if missing:
+        how = REQUIRED_IN_PRODUCTION
+        raise ImproperlyConfigured(" ".join(f"{n} must be set when DJANGO_ENV=production: {how[n]}." for n in missing))
+    raw = os.environ["EVENTFOLD_MASTER_KEY"].strip()
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:  # found now, not at the first personal data written or read
+        raise ImproperlyConfigured(
+            f"EVENTFOLD_MASTER_KEY must be 32 random bytes in URL-safe base64 (this one is not): "
+            f"{REQUIRED_IN_PRODUCTION['EVENTFOLD_MASTER_KEY']}."
+        )
+
+
+def _proxy_ssl_header(value: str) -> tuple[str, str] | None:
+    """`X-Forwarded-Proto` (meaning "https") or `Name: value`, as Django's request.META key and value."""
+    if not value.strip():
+        return None
+    name, _, expected = value.partition(":")
+    return "HTTP_" + name.strip().upper().replace("-", "_"), expected.strip() or "https"
+
+
 if PRODUCTION:
-    SECRET_KEY = os.environ["SECRET_KEY"]
+    _require_production_environment()
+    SECRET_KEY = os.environ["SECRET_KEY"].strip()
     DEBUG = False
-    ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h]
+    ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS")
+    # TLS everywhere (docs/deployment.md, "Production settings"). Plain http is redirected, but for
+    # the probes, which a balancer or orchestrator sends to the server itself without TLS.
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # Django matches them without the leading slash
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = _env_flag("SECURE_HSTS_PRELOAD", True)
+    # Off only by choice (the preload list binds a whole registered domain): then the deploy
+    # check's reminder about it is that choice, not a finding.
+    SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    # Only when TLS ends at a balancer that sets this header on every request and drops it from
+    # clients: from anyone else it would make plain http pass for https.
+    SECURE_PROXY_SSL_HEADER = _proxy_ssl_header(os.environ.get("SECURE_PROXY_SSL_HEADER", ""))
+    CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS") or [
+        "https://" + ("*" + host if host.startswith(".") else host) for host in ALLOWED_HOSTS if host != "*"
+    ]
 else:
     SECRET_KEY = os.environ.get("SECRET_KEY") or embedded.secret_file("secret_key")
     DEBUG = os.environ.get("DEBUG", "1") == "1" and not TESTING
@@ -58,7 +125,10 @@ MIDDLEWARE = [
 ]
 
 # The REST API's own chain (see app/asgi.py): bearer tokens, no cookies, async-native only.
-API_MIDDLEWARE = ["app.api.middleware.ApiBodyMiddleware"]
+API_MIDDLEWARE = [
+    "app.core.security.SecurityMiddleware",  # Django's, without its thread hops: HTTPS only, HSTS
+    "app.api.middleware.ApiBodyMiddleware",
+]
 
 ROOT_URLCONF = "app.urls"
 ASGI_APPLICATION = "app.asgi.application"
@@ -134,7 +204,7 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"
 
 # Wraps the per-subject keys that encrypt personal data in events (32 bytes, URL-safe base64).
 if PRODUCTION:
-    EVENTFOLD_MASTER_KEY = os.environ["EVENTFOLD_MASTER_KEY"]
+    EVENTFOLD_MASTER_KEY = os.environ["EVENTFOLD_MASTER_KEY"].strip()
 else:
     EVENTFOLD_MASTER_KEY = os.environ.get("EVENTFOLD_MASTER_KEY") or embedded.secret_file("master_key")
 
@@ -149,8 +219,14 @@ EVENTSTORE = {
     "SNAPSHOT_EVERY": int(os.environ.get("EVENTSTORE_SNAPSHOT_EVERY", "100")),
 }
 
+# Django's four: not like the username or e-mail, at least 12 characters (PCI DSS 4.0, 8.3.6, for
+# a system that moves money), not a common password, not only digits. Every place that sets a
+# console password applies them: the console's user form, create_token --password, changepassword.
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

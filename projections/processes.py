@@ -19,7 +19,7 @@ Per (process manager, bucket), as the projections' runner does: a lock (a *sessi
 lock, with a key of its own, since no transaction spans the run), the checkpoint row in
 `projections_checkpoint` (projection = the process manager's name), batches after it below the
 read horizon. A handler that raises parks the (process manager, bucket) with the event and its
-traceback; retry, skip, pause and resume work as for projections. A lost optimistic-concurrency
+(redacted) traceback; retry, skip, pause and resume work as for projections. A lost optimistic-concurrency
 race is not poison: the run stops before that event and is queued again.
 
 Process managers are never rebuilt, reset or replayed by a rebuild (`kind = "process"`; they
@@ -30,7 +30,6 @@ start at zero: handling old history again issues commands that change nothing.
 from __future__ import annotations
 
 import logging
-import traceback
 from typing import ClassVar, Literal
 
 import psycopg
@@ -40,6 +39,7 @@ from django.utils import timezone
 from eventstore.errors import ConcurrencyError
 from eventstore.records import Checkpoint, RecordedEvent
 from eventstore.store import EventStore
+from projections import tracebacks
 from projections.base import Registry, Subscriber, handles
 from projections.models import BucketCheckpoint, Skip
 from projections.runner import bucket_heads, ensure_checkpoints, lock_key
@@ -149,9 +149,9 @@ def _run_batch(process: ProcessManager, bucket: int) -> Outcome:
                 return "more" if _stop(process.name, bucket, checkpoint, done) else "busy"
             except LOST_CONNECTION:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("process %s failed on event %s", process.name, event.event_id)
-                _stop(process.name, bucket, checkpoint, done, park=(event, traceback.format_exc()))
+                _stop(process.name, bucket, checkpoint, done, park=(event, tracebacks.redacted(exc)))
                 return "failed"
         done = event.checkpoint
     if not _stop(process.name, bucket, checkpoint, done):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
@@ -35,7 +34,7 @@ from psycopg import sql
 
 from eventstore import hooks
 from eventstore.records import BUCKETS, START, Checkpoint
-from projections import scratch, wakeups
+from projections import scratch, tracebacks, wakeups
 from projections.base import Projection, projection_registry
 from projections.models import BucketCheckpoint, ProjectionState, Rebuild
 from projections.runner import ensure_checkpoints, lock_key
@@ -147,9 +146,9 @@ def run_slice(rebuild_id: int, ticket: int | None = None, seconds: float = SLICE
             log.warning("rebuild %s lost its database connection; it will go on", rebuild_id, exc_info=True)
             connection.close()
             return "retry"
-        except Exception:
+        except Exception as exc:
             memo.clear()
-            return _fail(rebuild_id, traceback.format_exc())
+            return _fail(rebuild_id, exc)
         applied += n
         if outcome != "more":
             break
@@ -163,8 +162,8 @@ def run_slice(rebuild_id: int, ticket: int | None = None, seconds: float = SLICE
     if outcome == "caught_up":
         try:
             return _switch(rebuild_id, projection, memo, skips)
-        except Exception:
-            return _fail(rebuild_id, traceback.format_exc())
+        except Exception as exc:
+            return _fail(rebuild_id, exc)
     return outcome
 
 
@@ -278,10 +277,12 @@ def _swap(rebuild_id: int, projection: Projection, memo: dict, skips: set) -> Ou
     return "done"
 
 
-def _fail(rebuild_id: int, error: str) -> Outcome:
-    log.error("rebuild %s failed:\n%s", rebuild_id, error)
+def _fail(rebuild_id: int, exc: Exception) -> Outcome:
+    """Record the failure, its traceback redacted (every viewer sees it); the log gets the full text."""
+    log.error("rebuild %s failed", rebuild_id, exc_info=exc)
+    now = timezone.now()
     Rebuild.objects.filter(pk=rebuild_id, state=Rebuild.State.RUNNING).update(
-        state=Rebuild.State.FAILED, error=error, updated_at=timezone.now(), finished_at=timezone.now()
+        state=Rebuild.State.FAILED, error=tracebacks.redacted(exc), updated_at=now, finished_at=now
     )
     rebuild = Rebuild.objects.get(pk=rebuild_id)
     scratch.drop(rebuild.schema)

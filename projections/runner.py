@@ -6,13 +6,13 @@ move the checkpoint with a compare-and-set, commit. Read model and checkpoint ch
 same transaction, so a redelivered or duplicated task changes nothing.
 
 A handler that raises parks its (projection, bucket): the events before it are applied and
-checkpointed, the failing event and its traceback recorded; other buckets keep going.
+checkpointed, the failing event and its traceback recorded (redacted: projections/tracebacks.py);
+other buckets keep going.
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
 import zlib
 from typing import Literal
 
@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from eventstore.records import BUCKETS, Checkpoint, RecordedEvent
 from eventstore.store import EventStore
+from projections import tracebacks
 from projections.base import Projection, Subscriber, projection_registry
 from projections.models import BucketCheckpoint, ProjectionState, Skip
 
@@ -142,14 +143,15 @@ def apply_batch(
 
 def _apply(projection: Projection, events: list[RecordedEvent], skipped: set, cur: CursorWrapper) -> tuple[int, str]:
     """Apply in a savepoint; on a failure, redo the events before it.
-    Returns how many were applied and, when one failed, its traceback."""
+    Returns how many were applied and, when one failed, its traceback (redacted: it is shown to
+    every viewer; the log gets the full text)."""
     sid = transaction.savepoint()
     for i, event in enumerate(events):
         try:
             if event.type in projection.handlers and event.event_id not in skipped:
                 projection.apply(event, cur)
-        except Exception:
-            error = traceback.format_exc()
+        except Exception as exc:
+            error = tracebacks.redacted(exc)
             log.exception("projection %s failed on event %s", projection.name, event.event_id)
             transaction.savepoint_rollback(sid)
             for earlier in events[:i]:

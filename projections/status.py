@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from eventstore.records import BUCKETS, Checkpoint
 from eventstore.store import EventStore
-from projections import wakeups
+from projections import tracebacks, wakeups
 from projections.base import projection_registry
 from projections.models import BucketCheckpoint, ProjectionState, Rebuild, Skip
 from projections.processes import process_registry
@@ -126,14 +126,16 @@ def overview() -> list[dict[str, Any]]:
             ],
         }
         if latest is not None:
-            item["rebuild" if rebuilding else "last_rebuild"] = latest.progress()
+            progress = latest.progress()
+            progress["error"] = tracebacks.shown(progress["error"] or "") or None
+            item["rebuild" if rebuilding else "last_rebuild"] = progress
         if failed:
             first = failed[0]
             item["error"] = {
                 "bucket": first.bucket,
                 "event_id": str(first.error_event_id) if first.error_event_id else None,
                 "position": first.error_position,
-                "traceback": first.error,
+                "traceback": tracebacks.shown(first.error),  # redacted: where it failed, never a message
                 "failed_buckets": [r.bucket for r in failed],
             }
         out.append(item)

@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from projections import rebuild
+from projections import rebuild, tracebacks
 from projections.base import projection_registry
 from projections.models import BucketCheckpoint, ProjectionState, Rebuild, Skip
 from projections.runner import ensure_checkpoints
@@ -41,7 +41,7 @@ def park(name: str, bucket: int = 5, *, blame: bool = True) -> str | None:
     event_id = str(uuid4()) if blame else None
     BucketCheckpoint.objects.filter(projection=name, bucket=bucket).update(
         failed=True,
-        error="Traceback (most recent call last):\nValueError: a poison amount",
+        error=f'{tracebacks.HEADER}  File "app/ledger/projections.py", line 7, in requested\nValueError\n',  # redacted
         error_position=7 if blame else None,
         error_event_id=event_id,
     )
@@ -61,7 +61,7 @@ def test_a_viewer_sees_every_projection_and_no_controls(transactional_db):
     html = page.content.decode()
     for name in ("account_summary", "account_entries", "daily_totals", "transfers", "transfer_process"):
         assert f'data-projection="{name}"' in html
-    assert "process manager" in html and "ValueError: a poison amount" in html  # the traceback, for everyone
+    assert "process manager" in html and "line 7, in requested\nValueError" in html  # the traceback, for everyone
     assert html.count('class="buckets"') >= 5 and html.count("bucket 5: position 0, parked") == 1
     assert "/projections/transfers/" not in html and "<button" not in html.split("<main>")[1].split("</main>")[0]
 

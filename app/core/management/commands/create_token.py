@@ -1,4 +1,5 @@
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -20,6 +21,10 @@ class Command(BaseCommand):
             raise CommandError("the username must not be empty")
         user, _ = get_user_model().objects.get_or_create(username=username)
         if password is not None:
+            try:  # the validators of AUTH_PASSWORD_VALIDATORS, as the console's user form applies them
+                password_validation.validate_password(password, user)
+            except ValidationError as exc:  # raised inside the transaction: a new user is not kept either
+                raise CommandError("the password was refused: " + " ".join(exc.messages)) from None
             user.set_password(password)
         user.save()
         role_set(user, role)
