@@ -9,7 +9,7 @@ urlpatterns = [
     path("", include("app.console.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("api/", api.urls),
-    path("login/", views.ThrottledLoginView.as_view(), name="login"),
+    path("login/", views.login, name="login"),
     path("logout/", LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]
