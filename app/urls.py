@@ -11,5 +11,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("login/", views.login, name="login"),
     path("logout/", LogoutView.as_view(), name="logout"),
+    # The admin has no login of its own: its login page sends everyone to the throttled one above.
+    path("admin/login/", views.admin_login),
     path("admin/", admin.site.urls),
 ]

@@ -1,4 +1,4 @@
-"""The login, and /healthz.
+"""The login (the console's and the admin's one), and /healthz.
 
 The login is Django's LoginView run in the worker pool (app/core/threads.py): hashing a password
 takes a fraction of a second of CPU, and must not hold a thread or a database connection that
@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.views import LoginView
+from django.contrib.auth.views import LoginView, redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from app.core.health import health
 from app.core.threads import in_thread
@@ -62,3 +63,12 @@ def locked_out(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     next_page = request.POST.get("next") or request.GET.get("next", "")
     context = {"form": form, "next": next_page, "locked_out": LOCKED_OUT}
     return render(request, "registration/login.html", context, status=429)
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """/admin/login/: Django's admin takes no password of its own. Everyone logs in through the
+    console's throttled login and comes back; a logged-in user whom the admin refused (not an
+    admin) is told so, instead of being sent round in circles."""
+    if request.user.is_authenticated:
+        return render(request, "registration/admin_forbidden.html", status=403)
+    return redirect_to_login(request.GET.get("next") or reverse("admin:index"))
