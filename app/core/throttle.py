@@ -24,21 +24,24 @@ from typing import Any
 
 from axes.backends import AxesStandaloneBackend
 from axes.handlers.cache import AxesCacheHandler
+from axes.helpers import make_cache_key_list
 from django.conf import settings
 from django.http import HttpRequest
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def normalise(username: str) -> str:
+    """A username as Django's login form cleans it (NFKC, stripped), then case-folded."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username.strip()).casefold())
+
+
 def login_username(request: HttpRequest, credentials: dict[str, Any] | None = None) -> str | None:
-    """The username a login counts against: as Django's login form cleans it, then case-folded."""
+    """The username a login counts against (settings.AXES_USERNAME_CALLABLE)."""
     raw = (credentials or {}).get("username")
     if raw is None:
         raw = request.POST.get("username") if request is not None else None
-    if raw is None:
-        return None
-    name = unicodedata.normalize("NFKC", str(raw).strip())
-    return unicodedata.normalize("NFKC", name.casefold())
+    return None if raw is None else normalise(str(raw))
 
 
 @lru_cache(maxsize=8)
@@ -76,8 +79,10 @@ def cool_off(request: HttpRequest | None = None) -> timedelta:
     return timedelta(seconds=settings.LOGIN_COOLOFF_S)
 
 
-def _address_key(request: HttpRequest) -> str:
-    return f"login-failures:address:{request.axes_ip_address}"  # type: ignore[attr-defined]
+def address_key(address: str) -> str:
+    """The cache key of an address's failures: axes' own for a lock by address alone, so that
+    `manage.py axes_reset_ip` lifts it."""
+    return str(make_cache_key_list([{"ip_address": address}])[0])
 
 
 class LoginThrottle(AxesCacheHandler):
@@ -87,7 +92,8 @@ class LoginThrottle(AxesCacheHandler):
     def is_locked(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> bool:
         if super().is_locked(request, credentials):
             return True
-        return int(self.cache.get(_address_key(request), 0)) >= settings.LOGIN_MAX_FAILURES_PER_ADDRESS
+        failures = int(self.cache.get(address_key(request.axes_ip_address), 0))  # type: ignore[attr-defined]
+        return failures >= settings.LOGIN_MAX_FAILURES_PER_ADDRESS
 
     def user_login_failed(
         self, sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
@@ -96,7 +102,7 @@ class LoginThrottle(AxesCacheHandler):
         super().user_login_failed(sender, credentials, request, **kwargs)
         if request is None or refused or self.is_whitelisted(request, credentials):
             return
-        key = _address_key(request)
+        key = address_key(request.axes_ip_address)  # type: ignore[attr-defined]
         added = self.cache.add(key, 1, timeout=settings.LOGIN_COOLOFF_S)
         count = 1 if added else self.cache.incr(key)
         if not added:
@@ -104,6 +110,17 @@ class LoginThrottle(AxesCacheHandler):
         if count >= settings.LOGIN_MAX_FAILURES_PER_ADDRESS:
             request.axes_locked_out = True  # type: ignore[attr-defined]
             request.axes_credentials = credentials  # type: ignore[attr-defined]
+
+    def reset_attempts(
+        self, *, ip_address: str | None = None, username: str | None = None, ip_or_username: bool = False
+    ) -> int:
+        """`manage.py axes_reset_ip ADDRESS` and `axes_reset_ip_username ADDRESS USERNAME` (any
+        spelling of the name): the address's own count goes too, or the user would stay locked."""
+        name = normalise(username) if username is not None else None
+        count = int(super().reset_attempts(ip_address=ip_address, username=name, ip_or_username=ip_or_username))
+        if ip_address is not None and self.cache.delete(address_key(ip_address)):
+            count += 1
+        return count
 
 
 class ThrottleBackend(AxesStandaloneBackend):

@@ -6,11 +6,13 @@ addresses."""
 
 from __future__ import annotations
 
+import io
 import secrets
 import time
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.test import Client
 
 from app.core.models import ApiToken, Profile
@@ -123,3 +125,16 @@ def test_the_web_servers_command_believes_forwarded_headers_only_from_the_truste
     command = web_command("8000")
     assert "--no-proxy-headers" not in command
     assert command[command.index("--forwarded-allow-ips") + 1] == "10.1.0.0/16,192.0.2.7"
+
+
+def test_an_operator_lifts_a_lock_at_once(transactional_db):
+    name = new_user()
+    address = fresh_address()
+    client = Client(REMOTE_ADDR=address)
+    assert [log_in(client, name, "wrong") for _ in range(3)][-1] == 429
+    call_command("axes_reset_ip_username", address, name.upper(), stdout=io.StringIO())
+    assert log_in(client, name, PASSWORD) == 302
+    sprayed = [log_in(Client(REMOTE_ADDR=address), new_user(), "wrong") for _ in range(7)]
+    assert sprayed[-1] == 429 and log_in(Client(REMOTE_ADDR=address), name, PASSWORD) == 429
+    call_command("axes_reset_ip", address, stdout=io.StringIO())
+    assert log_in(Client(REMOTE_ADDR=address), name, PASSWORD) == 302
