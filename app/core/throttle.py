@@ -11,7 +11,8 @@
 - The client address is the connection's, unless that is a proxy named in TRUSTED_PROXIES: then
   the right-most X-Forwarded-For entry that is not a trusted proxy (the address the first trusted
   proxy saw). Anything further left was written by the client and proves nothing. uvicorn's
-  command line (app/stack.py) trusts the same proxies, so both resolve the same address.
+  command line (app/stack.py) trusts the same proxies, so both resolve the same address. IPv6
+  addresses count per /64, the block one client usually holds.
 """
 
 from __future__ import annotations
@@ -57,17 +58,31 @@ def is_trusted_proxy(address: str) -> bool:
     return any(ip in network for network in _networks(tuple(settings.TRUSTED_PROXIES)))
 
 
+def counted(address: str) -> str:
+    """The address failures count against. An IPv6 client usually holds a whole /64 and can pick
+    a fresh address in it for every try, so IPv6 counts per /64; an IPv4-mapped one as IPv4."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def client_address(request: HttpRequest) -> str:
-    """The client's address: the connection's, or behind trusted proxies the address the first of
-    them saw (the right-most X-Forwarded-For entry that is not a trusted proxy)."""
+    """The client's address as counted: the connection's, or behind trusted proxies the address
+    the first of them saw (the right-most X-Forwarded-For entry that is not a trusted proxy)."""
     remote = request.META.get("REMOTE_ADDR") or ""
     if not is_trusted_proxy(remote):
-        return remote
+        return counted(remote)
     hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
     for hop in reversed(hops):
         if not is_trusted_proxy(hop):
-            return hop
-    return hops[0] if hops else remote  # only proxies all the way: the furthest one
+            return counted(hop)
+    return counted(hops[0] if hops else remote)  # only proxies all the way: the furthest one
 
 
 def failure_limit(request: HttpRequest | None, credentials: dict[str, Any] | None) -> int:
@@ -117,6 +132,7 @@ class LoginThrottle(AxesCacheHandler):
         """`manage.py axes_reset_ip ADDRESS` and `axes_reset_ip_username ADDRESS USERNAME` (any
         spelling of the name): the address's own count goes too, or the user would stay locked."""
         name = normalise(username) if username is not None else None
+        ip_address = counted(ip_address) if ip_address is not None else None
         count = int(super().reset_attempts(ip_address=ip_address, username=name, ip_or_username=ip_or_username))
         if ip_address is not None and self.cache.delete(address_key(ip_address)):
             count += 1

@@ -138,3 +138,11 @@ def test_an_operator_lifts_a_lock_at_once(transactional_db):
     assert sprayed[-1] == 429 and log_in(Client(REMOTE_ADDR=address), name, PASSWORD) == 429
     call_command("axes_reset_ip", address, stdout=io.StringIO())
     assert log_in(Client(REMOTE_ADDR=address), name, PASSWORD) == 302
+
+
+def test_an_ipv6_client_cannot_take_a_fresh_address_from_its_block_for_each_try(transactional_db):
+    name = new_user()
+    block = f"2001:db8:{secrets.randbelow(65535):x}:{secrets.randbelow(65535):x}"
+    statuses = [log_in(Client(REMOTE_ADDR=f"{block}::{i + 1:x}"), name, "wrong") for i in range(3)]
+    assert statuses == [200, 200, 429]
+    assert log_in(Client(REMOTE_ADDR=f"2001:db8:ffff:{secrets.randbelow(65535):x}::1"), name, PASSWORD) == 302
