@@ -44,8 +44,11 @@ class LoginPage(LoginView):
     redirect_authenticated_user = True
 
 
+login_page = LoginPage.as_view()
+
+
 def _login(request: HttpRequest) -> HttpResponseBase:
-    response = LoginPage.as_view()(request)
+    response = login_page(request)
     if isinstance(response, TemplateResponse):
         response.render()  # here in the pool too, not afterwards on the request's thread
     return response
