@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 from pathlib import Path
 
@@ -101,6 +102,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",  # the login throttle (app/core/throttle.py)
     "ninja",  # the API docs page from local static files, not a CDN
     "eventstore",
     "projections",
@@ -122,6 +124,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # a locked-out login answers 429 (app.core.views.locked_out)
 ]
 
 # The REST API's own chain (see app/asgi.py): bearer tokens, no cookies, async-native only.
@@ -197,8 +200,30 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-LOGIN_MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))
-LOGIN_FAILURE_WINDOW_S = 300
+
+# Logins (app/core/throttle.py, django-axes): every login goes through Django's authenticate(), the
+# console's /login/ and /admin/ alike. Failures count in the cache per username (normalised as the
+# login does) and client address, and per address across usernames; a lock lasts the cool-off.
+LOGIN_MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))  # per username and address
+LOGIN_MAX_FAILURES_PER_ADDRESS = int(os.environ.get("LOGIN_MAX_FAILURES_PER_ADDRESS", "20"))  # any usernames
+LOGIN_COOLOFF_S = int(os.environ.get("LOGIN_COOLOFF_S", "300"))  # a lock lasts this long after the last failure
+# Proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated); none by
+# default: the client address is the connection's. uvicorn's command line follows the same variable.
+TRUSTED_PROXIES = [p.strip() for p in os.environ.get("EVENTFOLD_TRUSTED_PROXIES", "").split(",") if p.strip()]
+for _proxy in TRUSTED_PROXIES:
+    ipaddress.ip_network(_proxy, strict=False)  # a typo stops the start, not a login
+AUTHENTICATION_BACKENDS = ["app.core.throttle.ThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "app.core.throttle.LoginThrottle"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # and per address: LoginThrottle
+AXES_FAILURE_LIMIT = "app.core.throttle.failure_limit"
+AXES_COOLOFF_TIME = "app.core.throttle.cool_off"
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # a lock ends on time, however often it is tried
+AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "app.core.throttle.login_username"
+AXES_CLIENT_IP_CALLABLE = "app.core.throttle.client_address"
+AXES_LOCKOUT_CALLABLE = "app.core.views.locked_out"
+AXES_ENABLE_ADMIN = False  # the attempts live in the cache, not in axes' tables
+AXES_VERBOSE = False
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
 

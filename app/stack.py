@@ -25,22 +25,24 @@ def manage(*args: str) -> int:
     return subprocess.call([PYTHON, "manage.py", *args])
 
 
+def web_command(port: str, host: str = "127.0.0.1") -> list[str]:
+    """The web server's command line under `make run` (the tests start the same one). uvicorn
+    believes X-Forwarded-For from 127.0.0.1 unless told otherwise, so any local client could pick
+    its own address: proxy headers count only from the proxies in EVENTFOLD_TRUSTED_PROXIES, the
+    same list the app's own address resolution uses (app/core/throttle.py)."""
+    command = [PYTHON, "-m", "uvicorn", "app.asgi:application", "--host", host, "--port", port, "--no-access-log"]
+    proxies = ",".join(p.strip() for p in os.environ.get("EVENTFOLD_TRUSTED_PROXIES", "").split(",") if p.strip())
+    return (
+        [*command, "--proxy-headers", "--forwarded-allow-ips", proxies] if proxies else [*command, "--no-proxy-headers"]
+    )
+
+
 def _children() -> dict[str, list[str]]:
     port = os.environ.get("PORT", "8000")
     prefix = os.environ.get("EVENTFOLD_QUEUE_PREFIX", "")
     queues = ",".join(prefix + q for q in ("celery", "projections", "rebuilds"))
     return {
-        "web": [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "app.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            port,
-            "--no-access-log",
-        ],
+        "web": web_command(port),
         "worker": [
             PYTHON,
             "-m",

@@ -9,7 +9,9 @@ urlpatterns = [
     path("", include("app.console.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("api/", api.urls),
-    path("login/", views.ThrottledLoginView.as_view(), name="login"),
+    path("login/", views.login, name="login"),
     path("logout/", LogoutView.as_view(), name="logout"),
+    # The admin has no login of its own: its login page sends everyone to the throttled one above.
+    path("admin/login/", views.admin_login),
     path("admin/", admin.site.urls),
 ]

@@ -11,6 +11,9 @@ without JavaScript the whole page comes back with it. Live parts re-fetch themse
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +33,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from app.console import access
 from app.console.forms import CommandForm, MoneyForm, OpenAccountForm, ReasonForm, TransferForm
 from app.core.models import Role, has_role
+from app.core.threads import in_thread
 from app.ledger import commands, handlers, selectors
 from app.ledger.commands import CommandResult
 from projections import status
@@ -38,6 +42,7 @@ FORM_TEMPLATE = "console/command_form.html"
 PAGE_SIZE = 50
 ACCOUNT_READS = ["account_summary", "account_entries"]
 TRANSFER_READS = ["transfers"]
+POSITION = re.compile(r"[0-9]{1,18}")  # ASCII digits that fit a bigint
 
 
 # -- sending commands -------------------------------------------------------------------------
@@ -66,12 +71,23 @@ def send(
         return None
 
 
-def consistent(request: HttpRequest, names: list[str]) -> bool:
-    """Wait (bounded) for `?consistent_with=`; True when the page may be behind the command."""
+async def consistent(request: HttpRequest, names: list[str]) -> bool:
+    """Wait (bounded) for `?consistent_with=`; True when the page may be behind the command. The
+    wait sleeps on the event loop and takes a pool thread only for each check (app/core/threads.py),
+    polling often at first and less often later. A position that is not a plain number a log
+    position could be (say "²", or more digits than a bigint) is no position: nothing to wait for."""
     raw = request.GET.get("consistent_with", "")
-    if not raw.isdigit():
+    if not POSITION.fullmatch(raw):
         return False
-    return not status.wait_applied(names, int(raw), timeout=settings.CONSISTENCY_TIMEOUT_S)
+    deadline = time.monotonic() + settings.CONSISTENCY_TIMEOUT_S
+    pause = 0.01
+    while not await in_thread(status.applied)(names, int(raw)):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return True
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, 0.25)
+    return False
 
 
 def done(request: HttpRequest, url: str, result: CommandResult, notice: str) -> HttpResponse:
@@ -132,8 +148,7 @@ def _open_spec() -> dict[str, Any]:
     }
 
 
-def _accounts_page(request: HttpRequest, open_form: OpenAccountForm | None = None) -> HttpResponse:
-    stale = consistent(request, ["account_summary"])
+def _accounts_page(request: HttpRequest, open_form: OpenAccountForm | None = None, stale: bool = False) -> HttpResponse:
     owner = request.GET.get("owner", "").strip()
     wanted = request.GET.get("status", "")
     wanted = wanted if wanted in selectors.STATUSES else ""
@@ -157,8 +172,9 @@ def _accounts_page(request: HttpRequest, open_form: OpenAccountForm | None = Non
 
 
 @access.viewer
-def accounts(request: HttpRequest) -> HttpResponse:
-    return _accounts_page(request)
+async def accounts(request: HttpRequest) -> HttpResponse:
+    stale = await consistent(request, ["account_summary"])
+    return await in_thread(_accounts_page)(request, stale=stale)
 
 
 @require_POST
@@ -232,8 +248,9 @@ def _action_spec(account_id: UUID, name: str) -> dict[str, Any]:
     }
 
 
-def _account_page(request: HttpRequest, account_id: UUID, bound: tuple[str, CommandForm] | None = None) -> HttpResponse:
-    stale = consistent(request, ACCOUNT_READS)
+def _account_page(
+    request: HttpRequest, account_id: UUID, bound: tuple[str, CommandForm] | None = None, stale: bool = False
+) -> HttpResponse:
     account = selectors.account_get(account_id)
     if account is None:
         context = {"title": "No such account", "account_id": account_id, "stale": stale}
@@ -258,8 +275,9 @@ def _form_for(name: str, account_id: UUID, bound: tuple[str, CommandForm] | None
 
 
 @access.viewer
-def account(request: HttpRequest, account_id: UUID) -> HttpResponse:
-    return _account_page(request, account_id)
+async def account(request: HttpRequest, account_id: UUID) -> HttpResponse:
+    stale = await consistent(request, ACCOUNT_READS)
+    return await in_thread(_account_page)(request, account_id, stale=stale)
 
 
 @require_POST
@@ -344,8 +362,12 @@ def transfer_request(request: HttpRequest) -> HttpResponse:
 
 
 @access.viewer
-def transfer(request: HttpRequest, transfer_id: UUID) -> HttpResponse:
-    stale = consistent(request, TRANSFER_READS)
+async def transfer(request: HttpRequest, transfer_id: UUID) -> HttpResponse:
+    stale = await consistent(request, TRANSFER_READS)
+    return await in_thread(_transfer_page)(request, transfer_id, stale)
+
+
+def _transfer_page(request: HttpRequest, transfer_id: UUID, stale: bool) -> HttpResponse:
     found = selectors.transfer_get(transfer_id)
     if found is None:
         context = {"title": "No such transfer", "transfer_id": transfer_id, "stale": stale}

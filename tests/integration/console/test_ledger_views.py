@@ -148,6 +148,15 @@ def test_a_command_the_read_models_have_not_applied_says_the_page_may_be_behind(
     assert "have not caught up with your command yet" in html
 
 
+@pytest.mark.parametrize("position", ["²", "9" * 19, "1" * 5000, "-1", "1e3", " 7"])
+def test_a_position_that_cannot_be_one_waits_for_nothing_and_is_no_error(viewer, position):
+    account = open_account("Odd Otto")
+    for page in (reverse("console:accounts"), account_url(account), reverse("console:transfer", args=[uuid4()])):
+        answer = viewer.get(page, {"consistent_with": position})
+        assert answer.status_code in (200, 404), page
+        assert "have not caught up" not in answer.content.decode()
+
+
 def test_withdrawing_more_than_the_balance_shows_the_apis_words_next_to_the_form(operator):
     account = open_account("Wanda Withdraw", balance=100)
     caught_up()
