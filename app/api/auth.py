@@ -9,8 +9,8 @@ from django.utils import timezone
 from ninja.errors import AuthorizationError
 from ninja.security.http import HttpBearer
 
-from app.api.threads import in_thread
 from app.core.models import ApiToken, digest, outranks, role_of
+from app.core.threads import in_thread
 
 
 class Caller:

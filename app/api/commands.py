@@ -18,9 +18,9 @@ from pydantic import ConfigDict, Field, StringConstraints
 from app.api.auth import Caller
 from app.api.errors import ApiError
 from app.api.schemas import ERRORS, AccountCommandOut, TransferCommandOut
-from app.api.threads import in_thread
 from app.core import idempotency
 from app.core.models import Role
+from app.core.threads import in_thread
 from app.ledger import commands, handlers
 from app.ledger.commands import CommandResult
 from app.ledger.domain.events import MAX_AMOUNT

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from app.api.errors import ApiError
 from app.api.schemas import READ_ERRORS, EventPage, EventTypeOut, LogPage, StateOut
-from app.api.threads import in_thread
+from app.core.threads import in_thread
 from eventstore.aggregate import aggregate_types
 from eventstore.browse import LogBrowser
 from eventstore.errors import AggregateNotFound

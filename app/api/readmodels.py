@@ -19,8 +19,8 @@ from app.api import commands
 from app.api.auth import Caller
 from app.api.errors import ApiError
 from app.api.schemas import ERRORS, READ_ERRORS
-from app.api.threads import in_thread
 from app.core.models import Role
+from app.core.threads import in_thread
 from app.ledger import selectors
 from app.ledger.models import AccountSummary
 from projections import rebuild

@@ -1,5 +1,5 @@
 """Every unit of work starts on a clean database connection: each API call in a worker thread
-(app/api/threads.py), each request and each Celery task.
+(app/core/threads.py), each request and each Celery task.
 
 Django keeps one connection per thread and reuses it from one request (or task) to the next.
 Its own check between them (`close_old_connections`) trusts its bookkeeping: it closes a

@@ -1,6 +1,6 @@
 """`app.asgi:application` with a one-thread default executor, for the connection tests.
 
-The async API views run their blocking work through `app/api/threads.py: in_thread`, on the
+The async API views run their blocking work through `app/core/threads.py: in_thread`, on the
 event loop's default executor; each of its threads keeps its own database connection from one
 request to the next. With a single thread there, every request's work meets the connection the
 request before it left behind: what one request leaves on a connection, the next one inherits.

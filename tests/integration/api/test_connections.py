@@ -28,10 +28,10 @@ from django.core.signals import request_started
 from django.db import connection, connections
 from django.utils import timezone
 
-from app.api.threads import in_thread
 from app.core.connections import start_clean
 from app.core.models import ProcessedCommand
 from app.core.tasks import sweep_idempotency
+from app.core.threads import in_thread
 from app.ledger import commands
 from eventstore.personal_data import SubjectKeys
 from eventstore.store import EventStore
