@@ -2,8 +2,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connections
@@ -64,6 +68,23 @@ def django_db_setup(
         else:
             connections["default"].close()
             owner.creation.destroy_test_db(live_name, verbosity=verbosity)
+
+
+@contextmanager
+def owner_cursor() -> Iterator[Any]:
+    """A cursor (autocommit) with the rights of the role that owns the log, on the test database:
+    for tests that change the schema of the log itself (a test trigger, ANALYZE). With two roles
+    (the embedded server) its own psycopg connection as the owner, since the tests' connection is
+    the application role's and the `owner` alias is closed to tests; with one, the tests' own."""
+    if OWNER_ALIAS not in settings.DATABASES:
+        with connections["default"].cursor() as cur:
+            yield cur
+        return
+    s = settings.DATABASES[OWNER_ALIAS]
+    parts = {"dbname": connections["default"].settings_dict["NAME"], "user": s["USER"], "password": s["PASSWORD"]}
+    parts.update(host=s["HOST"], port=str(s["PORT"] or ""))
+    with psycopg.connect(**{k: v for k, v in parts.items() if v}, autocommit=True) as conn, conn.cursor() as cur:
+        yield cur
 
 
 def worker_database_url() -> str:
