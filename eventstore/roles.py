@@ -118,21 +118,27 @@ def secure(cur: Any, app: str) -> None:
     _grant_missing(cur, app, "has_database_privilege(%s, current_database(), %s)", ("CONNECT", "CREATE"), on_database)
     on_schema = sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(schema, role)
     _grant_missing(cur, app, "has_schema_privilege(%s, current_schema(), %s)", ("USAGE", "CREATE"), on_schema)
-    for statement in (
-        "GRANT {tables} ON ALL TABLES IN SCHEMA {schema} TO {role}",
-        "GRANT {sequences} ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
-        "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {tables} ON TABLES TO {role}",
-        "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {sequences} ON SEQUENCES TO {role}",
-    ):
+    # Every table and sequence the owner can grant on (its own, and the application's read models;
+    # not what a third role, say a superuser's extension, put in the schema).
+    cur.execute(
+        "SELECT c.oid::regclass::text, c.relkind = 'S' FROM pg_class c "
+        "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') "
+        "AND pg_has_role(current_user, c.relowner, 'USAGE') ORDER BY 1"
+    )
+    for relation, is_sequence in cur.fetchall():
+        privileges = SEQUENCE_PRIVILEGES if is_sequence else TABLE_PRIVILEGES
+        kind = "SEQUENCE" if is_sequence else "TABLE"
+        cur.execute(sql.SQL(f"GRANT {privileges} ON {kind} {{}} TO {{}}").format(sql.SQL(relation), role))
+    for kind, privileges in (("TABLES", TABLE_PRIVILEGES), ("SEQUENCES", SEQUENCE_PRIVILEGES)):
         cur.execute(
-            sql.SQL(statement).format(
-                tables=sql.SQL(TABLE_PRIVILEGES), sequences=sql.SQL(SEQUENCE_PRIVILEGES), schema=schema, role=role
+            sql.SQL(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {{}} GRANT {privileges} ON {kind} TO {{}}").format(
+                schema, role
             )
         )
     for table, privileges in PROTECTED.items():
-        if not _exists(cur, table):
-            continue
         name = sql.Identifier(schema_name, table)
+        if not _exists(cur, name):
+            continue
         cur.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(name, role))
         cur.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privileges), name, role))
         cur.execute(
@@ -164,8 +170,8 @@ def _grant_missing(cur: Any, app: str, check: str, privileges: tuple[str, ...], 
             )
 
 
-def _exists(cur: Any, table: str) -> bool:
-    cur.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
+def _exists(cur: Any, table: sql.Identifier) -> bool:
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", [table.as_string(None)])
     return bool(cur.fetchone()[0])
 
 
