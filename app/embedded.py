@@ -10,7 +10,7 @@ This module owns their lifecycle directly (start, wait until ready, stop)
 instead of relying on the packages' own shutdown logic, which counts client
 processes or waits for garbage collection.
 
-The database runs as deployed, with two roles (docs/deployment.md, "Two roles"): the owner
+The database runs as deployed, with two roles (docs/deployment.md, "The database roles"): the owner
 (`EVENTFOLD_DB_OWNER_ROLE`, default `eventfold_owner`) owns the database and runs the
 migrations, the application (`EVENTFOLD_DB_APP_ROLE`, default `eventfold`) runs everything else
 and may only append to and read the log. Both are made, and a database made before there were

@@ -125,7 +125,7 @@ DATABASES = {"default": dj_database_url.parse(_database_url(), conn_max_age=600)
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "test_eventfold")}
 # DATABASE_URL is the application role; DATABASE_OWNER_URL, when set, the role that owns the log
-# and runs the migrations (docs/deployment.md, "Two roles"). The embedded server has both.
+# and runs the migrations (docs/deployment.md, "The database roles"). The embedded server has both.
 if (_owner := _owner_url()) and (_owner_db := _owner_database(DATABASES["default"], _owner)):
     DATABASES["owner"] = _owner_db
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

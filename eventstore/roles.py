@@ -74,7 +74,7 @@ FROM pg_proc p, app WHERE p.proowner = app.oid
 """
 
 FIXES = """\
-As a superuser (docs/deployment.md, "Two roles"): ALTER ROLE {app} NOSUPERUSER NOCREATEROLE;
+As a superuser (docs/deployment.md, "The database roles"): ALTER ROLE {app} NOSUPERUSER NOCREATEROLE;
 REVOKE {owner} FROM {app}; ALTER DATABASE {db} OWNER TO {owner}; in the database,
 REASSIGN OWNED BY {app} TO {owner} (migrate hands the read models back), and find out where
 any function the application role owns came from before you drop it."""

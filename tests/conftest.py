@@ -39,7 +39,7 @@ def django_db_setup(
 ):
     """The test database (only for tests that use one). With two roles (DATABASE_OWNER_URL, as the
     embedded server has), the owner role creates and migrates it and the tests run as the
-    application role, as deployed (docs/deployment.md, "Two roles"); with one, as pytest-django
+    application role, as deployed (docs/deployment.md, "The database roles"); with one, as pytest-django
     does. Worker threads of the API (and worker processes) keep their own connections open: end
     them before the database is dropped."""
     from django.test.utils import setup_databases, teardown_databases

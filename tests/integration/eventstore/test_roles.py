@@ -1,4 +1,5 @@
-"""Append-only that does not depend on the application's goodwill (docs/deployment.md, "Two roles").
+"""Append-only that does not depend on the application's goodwill (docs/deployment.md, "The
+database roles").
 
 An owner role runs the migrations and owns the log; the application role (DATABASE_URL) may only
 INSERT and SELECT on it, and the triggers fire `ALWAYS`, so neither the application nor a superuser
