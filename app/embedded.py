@@ -9,6 +9,12 @@ PostgreSQL or Redis already running on the standard ports is never touched.
 This module owns their lifecycle directly (start, wait until ready, stop)
 instead of relying on the packages' own shutdown logic, which counts client
 processes or waits for garbage collection.
+
+The database runs as deployed, with two roles (docs/deployment.md, "The database roles"): the owner
+(`EVENTFOLD_DB_OWNER_ROLE`, default `eventfold_owner`) owns the database and runs the
+migrations, the application (`EVENTFOLD_DB_APP_ROLE`, default `eventfold`) runs everything else
+and may only append to and read the log. Both are made, and a database made before there were
+two roles is handed to the owner, on every start; what exists already is kept.
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_NAME = "eventfold"
 PG_SYSTEM_USER = "eventfold-pg"  # PostgreSQL refuses to run as root
+SUPERUSER = "postgres"  # initdb's bootstrap superuser: sets the server up, never runs the app
 SOCKET_PATH_LIMIT = 100  # sun_path is 108 bytes on Linux
 
 
@@ -51,8 +59,76 @@ def socket_dir() -> Path:
     return path
 
 
-def database_url(name: str = DATABASE_NAME) -> str:
-    return f"postgresql://postgres@{quote(str(socket_dir()), safe='')}/{name}"
+def owner_role() -> str:
+    return os.environ.get("EVENTFOLD_DB_OWNER_ROLE") or "eventfold_owner"
+
+
+def app_role() -> str:
+    return os.environ.get("EVENTFOLD_DB_APP_ROLE") or "eventfold"
+
+
+def database_url(name: str = DATABASE_NAME, user: str = SUPERUSER) -> str:
+    return f"postgresql://{quote(user, safe='')}@{quote(str(socket_dir()), safe='')}/{name}"
+
+
+def ensure_roles(conn: Any, *, owner: str, app: str) -> None:
+    """The owner and application roles (on a superuser's autocommit psycopg connection), made if
+    missing, kept if present (roles are cluster-wide), with what the embedded set-up needs: the owner
+    may create databases (the tests' own) and is a member of the application role (to hand it the
+    read models and alter them later); the application role may see every session's activity
+    (the console names the sessions that hold the read horizon) and nothing of the sort above."""
+    from psycopg import errors, sql
+
+    if SUPERUSER in (owner, app):
+        raise SystemExit(f"the database roles must not be the superuser {SUPERUSER}")
+    wanted = {owner: "LOGIN CREATEDB"}
+    if app != owner:
+        wanted[app] = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+    for role, options in wanted.items():
+        name = sql.Identifier(role)
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is None:
+            try:
+                conn.execute(sql.SQL("CREATE ROLE {} " + options).format(name))
+                continue
+            except errors.DuplicateObject:
+                pass  # made meanwhile by another start
+        conn.execute(sql.SQL("ALTER ROLE {} " + options).format(name))
+    if app == owner:
+        return
+    for member, group in ((owner, app), (app, "pg_read_all_stats")):
+        if not conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", [member, group]).fetchone()[0]:
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(member)))
+
+
+def ensure_database(conn: Any, name: str, *, owner: str) -> None:
+    """The database, owned by the owner role (on a superuser's autocommit psycopg connection). One
+    made before, by the superuser, is handed over with everything the superuser made in it (checked
+    at every start, so that an interrupted hand-over finishes)."""
+    import psycopg
+    from psycopg import sql
+
+    found = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", [name]).fetchone()
+    if found is None:
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))
+        return
+    if found[0] != owner:
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(owner)))
+    with psycopg.connect(psycopg.conninfo.make_conninfo(conn.info.dsn, dbname=name), autocommit=True) as db:
+        for (statement,) in db.execute(ADOPT, {"owner": owner}).fetchall():
+            db.execute(statement)
+
+
+# What the superuser made in the public schema (tables, views, free-standing sequences, functions),
+# as statements that give it to the owner. Identity and serial sequences follow their tables.
+ADOPT = """
+SELECT format('ALTER TABLE %%s OWNER TO %%I', c.oid::regclass, %(owner)s::text) FROM pg_class c
+WHERE c.relnamespace = 'public'::regnamespace AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+  AND (c.relkind IN ('r', 'p', 'v', 'm', 'f') OR c.relkind = 'S' AND NOT EXISTS (
+      SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+UNION ALL
+SELECT format('ALTER FUNCTION %%s OWNER TO %%I', p.oid::regprocedure, %(owner)s::text) FROM pg_proc p
+WHERE p.pronamespace = 'public'::regnamespace AND p.proowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+"""
 
 
 def redis_url() -> str:
@@ -162,8 +238,12 @@ class EmbeddedPostgres:
                 start_new_session=True,
                 **as_user,
             )
-        _wait(self._ready, "embedded PostgreSQL", proc=self.proc)
-        self._ensure_database()
+        try:
+            _wait(self._ready, "embedded PostgreSQL", proc=self.proc)
+            self._ensure_database()
+        except BaseException:
+            self.stop()  # a server left running would be reused, unprepared, by the next start
+            raise
 
     def _ready(self) -> bool:
         import psycopg
@@ -178,9 +258,8 @@ class EmbeddedPostgres:
         import psycopg
 
         with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+            ensure_roles(conn, owner=owner_role(), app=app_role())
+            ensure_database(conn, DATABASE_NAME, owner=owner_role())
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -261,7 +340,9 @@ class Services:
                 pg = EmbeddedPostgres()
                 pg.start()
                 self.owned.append(pg)
-                os.environ["DATABASE_URL"] = database_url()
+                os.environ["DATABASE_URL"] = database_url(user=app_role())
+                if owner_role() != app_role():
+                    os.environ["DATABASE_OWNER_URL"] = database_url(user=owner_role())
             if need_redis:
                 redis = EmbeddedRedis()
                 redis.start()

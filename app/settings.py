@@ -158,7 +158,38 @@ def _database_url() -> str:
         return url
     if PRODUCTION:
         raise RuntimeError("DATABASE_URL must be set in production")
-    return embedded.database_url()  # the embedded server started by `make run` / `make test`
+    return embedded.database_url(user=embedded.app_role())  # the embedded server started by `make run` / `make test`
+
+
+def _owner_url() -> str | None:
+    """The owner role's URL: DATABASE_OWNER_URL, or the embedded server's owner beside its app role."""
+    url = os.environ.get("DATABASE_OWNER_URL")
+    if url or os.environ.get("DATABASE_URL") or PRODUCTION:
+        return url or None
+    return embedded.database_url(user=embedded.owner_role())
+
+
+def _owner_database(default: dj_database_url.DBConfig, url: str) -> dj_database_url.DBConfig | None:
+    """The `owner` alias, which `manage.py migrate` runs as (eventstore/roles.py): the role, password,
+    host and port of DATABASE_OWNER_URL (host and port default to DATABASE_URL's), on DATABASE_URL's
+    database, options and test database always, so the two can never point at different logs.
+    None when it names the application role itself: one role, as with DATABASE_URL alone."""
+    given = dj_database_url.parse(url)
+    if not given.get("USER"):
+        raise RuntimeError("DATABASE_OWNER_URL must name its role (postgresql://owner:pw@host/db)")
+    if not default.get("USER"):
+        raise RuntimeError("with DATABASE_OWNER_URL set, DATABASE_URL must name the application role")
+    if given["USER"] == default["USER"]:
+        return None
+    owner = default.copy()
+    owner["USER"] = given["USER"]
+    owner["PASSWORD"] = given.get("PASSWORD") or ""
+    owner["HOST"] = given.get("HOST") or default.get("HOST", "")
+    owner["PORT"] = given.get("PORT") or default.get("PORT", "")
+    owner["CONN_MAX_AGE"] = 0  # migrations only: no connection kept
+    owner["OPTIONS"] = {**default.get("OPTIONS", {}), **given.get("OPTIONS", {})}
+    owner["TEST"] = dict(default.get("TEST", {}))
+    return owner
 
 
 DATABASES = {"default": dj_database_url.parse(_database_url(), conn_max_age=600)}
@@ -166,6 +197,10 @@ DATABASES = {"default": dj_database_url.parse(_database_url(), conn_max_age=600)
 # client-side-bound queries are not affected). Set to None behind a transaction-mode pgbouncer.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "test_eventfold")}
+# DATABASE_URL is the application role; DATABASE_OWNER_URL, when set, the role that owns the log
+# and runs the migrations (docs/deployment.md, "The database roles"). The embedded server has both.
+if (_owner := _owner_url()) and (_owner_db := _owner_database(DATABASES["default"], _owner)):
+    DATABASES["owner"] = _owner_db
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL") or embedded.redis_url()

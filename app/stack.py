@@ -6,6 +6,8 @@
 
 Each starts the embedded PostgreSQL and Redis unless `DATABASE_URL` /
 `REDIS_URL` are set, and stops every child it started on exit or Ctrl-C.
+The embedded PostgreSQL has two roles (app/embedded.py): `migrate` runs as
+the owner (DATABASE_OWNER_URL), everything else as the application role.
 """
 
 from __future__ import annotations

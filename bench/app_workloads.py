@@ -69,7 +69,9 @@ def stack() -> Iterator[dict[str, Any]]:
         DEBUG="0",  # as deployed: no debug cursor recording every query
     )
     python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "--noinput", "-v0"], env=env, cwd=BASE, check=True)
+    # as DATABASE_URL's role, which made (and owns) the scratch schema, even when an owner role exists
+    migrate = [python, "manage.py", "migrate", "--database", "default", "--noinput", "-v0"]
+    subprocess.run(migrate, env=env, cwd=BASE, check=True)
     password = secrets.token_urlsafe(16)
     token = subprocess.run(
         [python, "manage.py", "create_token", "bench-operator", "--role", "operator", "--password", password],

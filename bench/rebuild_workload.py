@@ -129,7 +129,7 @@ def p1(scale: float, log: Callable[[str], None]) -> dict[str, Any]:
         cur.execute(f"CREATE SCHEMA {common.SCHEMA}")
     # Django sees the scratch schema alone, so `migrate` fills it from nothing.
     with common.scratch(search_path=common.SCHEMA), _quiet(logging.getLogger(rebuild.__name__)):
-        call_command("migrate", verbosity=0)
+        call_command("migrate", database="default", verbosity=0)  # as the role that made the schema
         began = time.perf_counter()
         events = _seed(accounts, transfers)
         _copy_to_raw()

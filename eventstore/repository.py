@@ -7,10 +7,18 @@ version, writes a snapshot every N events, and loads "as of version N" or
 (`snapshot`, `save_snapshot`, `drop_snapshot`): a table beside the log in PostgreSQL,
 a dict in `InMemoryEventStore`. `StateCache` keeps recent states between loads in
 this process.
+
+A load trusts a snapshot's state, and the role that writes snapshots (the application's) is not
+trusted with history, so a snapshot is sealed: it names the last event it folded and carries a MAC
+(HMAC-SHA256 keyed by SECRET_KEY, or one of SECRET_KEY_FALLBACKS) over its stream, versions, that
+event and the state. A load uses it only if the MAC holds and the log has that very event at the
+snapshot's version; otherwise it folds the stream from the start and drops the snapshot once the
+load's transaction commits (a drop is a write, and an append must be its transaction's first).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -20,6 +28,7 @@ from uuid import UUID
 
 import orjson
 from django.conf import settings
+from django.utils.crypto import constant_time_compare, salted_hmac
 from pydantic import BaseModel
 
 from eventstore.aggregate import AggregateLike
@@ -29,6 +38,40 @@ from eventstore.records import ANY, NO_STREAM, AppendResult, ExpectedVersion, Ne
 from eventstore.store import EventStore
 
 A = TypeVar("A", bound=AggregateLike)
+log = logging.getLogger(__name__)
+SNAPSHOT_SALT = "eventstore.repository.snapshot"
+
+
+def _mac(
+    category: str, stream_id: UUID, version: int, snapshot_version: int, event_id: UUID, state: str, key: str
+) -> str:
+    message = f"{category}\n{stream_id}\n{version}\n{snapshot_version}\n{event_id}\n{state}"
+    return salted_hmac(SNAPSHOT_SALT, message, secret=key, algorithm="sha256").hexdigest()
+
+
+def seal_snapshot(
+    category: str, stream_id: UUID, version: int, snapshot_version: int, event_id: UUID, state: str
+) -> str:
+    """A snapshot as stored: the state (JSON text) at `version`, whose last event is `event_id`, sealed."""
+    mac = _mac(category, stream_id, version, snapshot_version, event_id, state, settings.SECRET_KEY)
+    return orjson.dumps({"state": state, "event_id": str(event_id), "mac": mac}).decode()
+
+
+def unseal_snapshot(
+    category: str, stream_id: UUID, version: int, snapshot_version: int, stored: str
+) -> tuple[UUID, str] | None:
+    """(last event id, state as JSON text) if the stored snapshot's MAC holds, else None."""
+    try:
+        sealed = orjson.loads(stored)
+        state, event_id, mac = sealed["state"], UUID(sealed["event_id"]), sealed["mac"]
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError):
+        return None
+    if not isinstance(state, str) or not isinstance(mac, str):
+        return None
+    for key in (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())):
+        if constant_time_compare(mac, _mac(category, stream_id, version, snapshot_version, event_id, state, key)):
+            return event_id, state
+    return None
 
 
 class StateCache:
@@ -87,13 +130,15 @@ class Repository(Generic[A]):
         state, current = kind.initial_state(), 0
         latest = version is None and at is None
         cached = self.cache.get(kind.category, stream_id) if self.cache is not None and latest else None
+        events: list[RecordedEvent] | None = None
         if cached is not None:
             current, state = cached
         elif at is None:
-            snapshot = self._snapshot(stream_id)
-            if snapshot is not None and (version is None or snapshot[0] <= version):
-                current, state = snapshot
-        events = self.store.read_stream(stream_id, from_version=current + 1, to_version=version, recorded_until=at)
+            found = self._from_snapshot(stream_id, version)
+            if found is not None:
+                current, state, events = found
+        if events is None:
+            events = self.store.read_stream(stream_id, from_version=current + 1, to_version=version, recorded_until=at)
         state, current = self.fold(state, current, events)
         if current == 0:
             raise AggregateNotFound(f"no {kind.category} {stream_id}")
@@ -144,24 +189,46 @@ class Repository(Generic[A]):
             and expected_version != ANY
             and (result.version // self.snapshot_every > before // self.snapshot_every)
         ):
-            self.take_snapshot(aggregate)
+            self.take_snapshot(aggregate, result.event_ids[-1])
         return result
 
     # -- snapshots ----------------------------------------------------------------
-    def _snapshot(self, stream_id: UUID) -> tuple[int, Any] | None:
+    def _from_snapshot(self, stream_id: UUID, version: int | None) -> tuple[int, Any, list[RecordedEvent]] | None:
+        """The stream's snapshot (at or below `version`) as (its version, its state, the events after
+        it), if it is sealed, of the code's shape and backed by the log; else None."""
         row = self.store.snapshot(stream_id)
         if row is None:
             return None
-        version, snapshot_version, state = row
+        at, snapshot_version, stored = row
+        category = self.type.category
         if snapshot_version != getattr(self.type, "snapshot_version", 1):
-            self.store.drop_snapshot(stream_id)
+            self._drop_snapshot(stream_id, "of another shape", logging.DEBUG)
             return None
-        return version, self.type_state().model_validate(orjson.loads(state))
+        unsealed = unseal_snapshot(category, stream_id, at, snapshot_version, stored)
+        if unsealed is None:
+            self._drop_snapshot(stream_id, "whose seal does not hold (forged, or sealed with another SECRET_KEY)")
+            return None
+        if version is not None and at > version:
+            return None  # too new for this load (the time machine): fine as it is
+        last, state = unsealed
+        events = self.store.read_stream(stream_id, from_version=at, to_version=version)
+        if not events or events[0].version != at or events[0].event_id != last:
+            self._drop_snapshot(stream_id, "that does not fit the log (its last event is not the log's)")
+            return None
+        return at, self.type_state().model_validate(orjson.loads(state)), events[1:]
+
+    def _drop_snapshot(self, stream_id: UUID, why: str, level: int = logging.WARNING) -> None:
+        """Ignore the stream's snapshot and drop it once this load's transaction commits."""
+        log.log(level, "snapshot of %s %s %s: ignored and dropped", self.type.category, stream_id, why)
+        store = self.store
+        store.on_commit(lambda: store.drop_snapshot(stream_id))
 
     def type_state(self) -> type[BaseModel]:
         return type(self.type.initial_state())
 
-    def take_snapshot(self, aggregate: A) -> None:
+    def take_snapshot(self, aggregate: A, event_id: UUID) -> None:
+        """Keep the aggregate's state at its version, `event_id` being the event at that version."""
         state = orjson.dumps(aggregate.state.model_dump(mode="json")).decode()
         category, snapshot_version = self.type.category, getattr(self.type, "snapshot_version", 1)
-        self.store.save_snapshot(aggregate.id, category, aggregate.version, snapshot_version, state)
+        sealed = seal_snapshot(category, aggregate.id, aggregate.version, snapshot_version, event_id, state)
+        self.store.save_snapshot(aggregate.id, category, aggregate.version, snapshot_version, sealed)

@@ -2,11 +2,17 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from django.conf import settings
 from django.db import connections
 
+from eventstore.roles import OWNER_ALIAS
 from eventstore.store import EventStore
 
 
@@ -23,16 +29,62 @@ def test_db_name(transactional_db) -> str:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
-    """The test database, as pytest-django makes it (only for tests that use one). Worker threads
-    of the API (and worker processes) keep their own connections open: end them before
-    pytest-django drops the database."""
+def django_db_setup(
+    request,
+    django_test_environment,
+    django_db_blocker,
+    django_db_keepdb,
+    django_db_createdb,
+    django_db_modify_db_settings,
+):
+    """The test database (only for tests that use one). With two roles (DATABASE_OWNER_URL, as the
+    embedded server has), the owner role creates and migrates it and the tests run as the
+    application role, as deployed (docs/deployment.md, "The database roles"); with one, as pytest-django
+    does. Worker threads of the API (and worker processes) keep their own connections open: end
+    them before the database is dropped."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    keepdb = django_db_keepdb and not django_db_createdb
+    verbosity = request.config.option.verbose
+    owner = connections[OWNER_ALIAS] if OWNER_ALIAS in settings.DATABASES else None
+    with django_db_blocker.unblock():
+        if owner is None:
+            created = setup_databases(verbosity=verbosity, interactive=False, keepdb=keepdb, aliases={"default"})
+        else:
+            live_name = owner.settings_dict["NAME"]
+            owner.creation.create_test_db(verbosity=verbosity, autoclobber=True, keepdb=keepdb, serialize=False)
+            connections["default"].creation.set_as_test_mirror(owner.settings_dict)
     yield
-    with django_db_blocker.unblock(), connections["default"].cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+    with django_db_blocker.unblock():
+        with (owner or connections["default"]).cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        if django_db_keepdb:
+            return
+        if owner is None:
+            teardown_databases(created, verbosity=verbosity)
+        else:
+            connections["default"].close()
+            owner.creation.destroy_test_db(live_name, verbosity=verbosity)
+
+
+@contextmanager
+def owner_cursor() -> Iterator[Any]:
+    """A cursor (autocommit) with the rights of the role that owns the log, on the test database:
+    for tests that change the schema of the log itself (a test trigger, ANALYZE). With two roles
+    (the embedded server) its own psycopg connection as the owner, since the tests' connection is
+    the application role's and the `owner` alias is closed to tests; with one, the tests' own."""
+    if OWNER_ALIAS not in settings.DATABASES:
+        with connections["default"].cursor() as cur:
+            yield cur
+        return
+    s = settings.DATABASES[OWNER_ALIAS]
+    parts = {"dbname": connections["default"].settings_dict["NAME"], "user": s["USER"], "password": s["PASSWORD"]}
+    parts.update(host=s["HOST"], port=str(s["PORT"] or ""))
+    with psycopg.connect(**{k: v for k, v in parts.items() if v}, autocommit=True) as conn, conn.cursor() as cur:
+        yield cur
 
 
 def worker_database_url() -> str:
@@ -49,8 +101,6 @@ def worker_database_url() -> str:
 def start_worker(name: str, log: Path | None = None, *, beat_schedule: Path | None = None) -> subprocess.Popen:
     """A real Celery worker process named `name` on the test queues, pointed at the test database
     (its connections carry `name` as application_name); with a beat when given a schedule file."""
-    from django.conf import settings
-
     from app.celery import app as celery_app
 
     env = dict(

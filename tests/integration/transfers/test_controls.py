@@ -3,13 +3,12 @@ bucket, like a projection's poison event, until retried; it is never reset or re
 
 from uuid import UUID, uuid4
 
-from django.db import connection
 from psycopg import sql
 
 from app.ledger.models import TransferSummary
 from eventstore.records import bucket_of
 from projections.models import BucketCheckpoint
-from tests.conftest import wait_for
+from tests.conftest import owner_cursor, wait_for
 from tests.integration.transfers.conftest import PROCESS, events, open_account, request, types, wait_finished
 
 # A credit refused by the database while the test's trigger stands (as a bug in a step would be);
@@ -37,7 +36,7 @@ def _parked(bucket: int) -> BucketCheckpoint | None:
 
 def test_a_failing_step_parks_its_bucket_until_retried(worker, operator):
     source, target = open_account(100), open_account()
-    with connection.cursor() as cur:
+    with owner_cursor() as cur:  # a trigger on the log: the owner's to make
         cur.execute(REFUSE.format(target=sql.Literal(str(target))).as_string(None))
     try:
         stuck = request(source, target, 30)
@@ -55,7 +54,7 @@ def test_a_failing_step_parks_its_bucket_until_retried(worker, operator):
         assert wait_finished(request(payer, payee, 10, transfer_id=_elsewhere(stuck))).status == "completed"
         assert TransferSummary.objects.get(transfer_id=stuck).status == "pending"
     finally:
-        with connection.cursor() as cur:
+        with owner_cursor() as cur:
             cur.execute(CURE)
     assert operator.post(f"/api/projections/{PROCESS}/retry").json() == {"name": PROCESS, "retried_buckets": 1}
     assert wait_finished(stuck).status == "completed"

@@ -8,7 +8,7 @@ from uuid import uuid4
 import pytest
 
 from eventstore.errors import AggregateNotFound, ConcurrencyError
-from eventstore.repository import Repository, StateCache
+from eventstore.repository import Repository, StateCache, seal_snapshot
 from tests.support import Tally
 
 
@@ -79,6 +79,43 @@ def test_a_snapshot_of_another_shape_is_ignored_and_dropped(store):
     assert store.snapshot(tally.id)[:2] == (2, 0)
     assert repo.load(tally.id).state.total == 1
     assert store.snapshot(tally.id) is None
+
+
+def test_a_forged_snapshot_is_ignored_and_dropped(store):
+    """Loading trusts a snapshot's state, so whoever may write the snapshot table (the application
+    role) must not be able to choose it: each snapshot carries a MAC keyed by SECRET_KEY."""
+    repo = Repository(Tally, store, snapshot_every=2)
+    tally = Tally.open("honest")
+    tally.add(1)
+    repo.save(tally)
+    genuine = store.snapshot(tally.id)[2]
+    assert repo.load(tally.id).state.total == 1 and store.snapshot(tally.id)[2] == genuine  # a genuine one is kept
+    forgeries = ['{"name": "honest", "total": 1000000, "count": 1}']  # a bare state, as snapshots once were
+    forgeries.append(genuine.replace('\\"total\\":1,', '\\"total\\":1000000,'))  # the sealed one, changed
+    for forged in forgeries:
+        store.drop_snapshot(tally.id)
+        store.save_snapshot(tally.id, "tally", 2, 1, forged)
+        assert repo.load(tally.id).state.total == 1
+        assert store.snapshot(tally.id) is None
+    assert forgeries[1] != genuine
+
+
+def test_a_snapshot_the_log_does_not_back_is_ignored(store):
+    """A sealed snapshot counts only if the log holds, at its version, the event it says it folded
+    last (a snapshot from another database or from before a restore does not fit this log)."""
+    repo = Repository(Tally, store, snapshot_every=0)
+    tally = Tally.open("x")
+    tally.add(1)
+    repo.save(tally)
+    state = '{"name": "x", "total": 1000000, "count": 1}'
+    store.save_snapshot(tally.id, "tally", 2, 1, seal_snapshot("tally", tally.id, 2, 1, uuid4(), state))
+    assert repo.load(tally.id).state.total == 1
+    assert store.snapshot(tally.id) is None
+    last = store.read_stream(tally.id)[-1].event_id
+    store.save_snapshot(tally.id, "tally", 2, 1, seal_snapshot("tally", tally.id, 2, 1, last, state))
+    assert repo.load(tally.id).state.total == 1000000  # what the seal vouches for is trusted as it is
+    store.save_snapshot(tally.id, "tally", 3, 1, seal_snapshot("tally", tally.id, 3, 1, last, state))
+    assert repo.load(tally.id).state.total == 1  # a version the log does not have
 
 
 def test_a_snapshot_is_only_replaced_by_a_newer_one(store):
