@@ -7,6 +7,8 @@ import os
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
+from django.db import connections
 from pydantic import BaseModel, Field
 
 from eventstore.aggregate import Aggregate
@@ -118,3 +120,29 @@ def poller_process(db_name: str, start: tuple[int, int], expected: Any, out: Any
             time.sleep(0.005)
     out.put(seen)
     connections.close_all()
+
+
+def database_server() -> dict[str, str]:
+    """Host and port of the test database's server (empty for the default)."""
+    s = connections["default"].settings_dict
+    return {"host": s.get("HOST") or "", "port": str(s.get("PORT") or "")}
+
+
+def conninfo(dbname: str, user: str, password: str | None = None) -> str:
+    """A libpq connection string to `dbname` on the test server as `user`."""
+    server = {k: v for k, v in database_server().items() if v}
+    return psycopg.conninfo.make_conninfo(dbname=dbname, user=user, password=password or None, **server)
+
+
+def find_superuser() -> tuple[str, str | None] | None:
+    """A superuser on the test server: the suite's own role (CI), or `postgres` (the embedded server)."""
+    s = connections["default"].settings_dict
+    for user, password in ((s.get("USER") or "postgres", s.get("PASSWORD")), ("postgres", None)):
+        try:
+            with psycopg.connect(conninfo("postgres", user, password), connect_timeout=5) as conn:
+                row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        except psycopg.OperationalError:
+            continue
+        if row and row[0]:
+            return user, password
+    return None
