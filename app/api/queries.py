@@ -11,7 +11,7 @@ from ninja import Query, Router, Schema
 from pydantic import Field
 
 from app.api.errors import ApiError
-from app.api.schemas import READ_ERRORS, EventPage, EventTypeOut, LogPage, StateOut
+from app.api.schemas import READ_ERRORS, EventPage, EventTypeOut, LogPage, Number, QueryText, StateOut, Version
 from app.api.threads import in_thread
 from eventstore.aggregate import aggregate_types
 from eventstore.browse import LogBrowser
@@ -41,8 +41,8 @@ def event_json(e: RecordedEvent) -> dict[str, Any]:
 
 
 class StreamQuery(Schema):
-    from_version: int = Field(1, ge=1)
-    limit: int = Field(100, ge=1, le=MAX_PAGE)
+    from_version: Version = 1
+    limit: Number = Field(100, ge=1, le=MAX_PAGE)
 
 
 @router.get("/streams/{stream_id}/events", response={200: EventPage, **READ_ERRORS}, summary="A stream's events")
@@ -54,11 +54,11 @@ async def stream_events(request: HttpRequest, stream_id: UUID, q: Query[StreamQu
 
 
 class LogQuery(Schema):
-    after: str | None = None
-    limit: int = Field(100, ge=1, le=MAX_PAGE)
-    type: str | None = None
-    category: str | None = None
-    correlation_id: str | None = None
+    after: QueryText | None = None
+    limit: Number = Field(100, ge=1, le=MAX_PAGE)
+    type: QueryText | None = None
+    category: QueryText | None = None
+    correlation_id: QueryText | None = None
 
 
 @router.get("/events", response={200: LogPage, **READ_ERRORS}, summary="The global log, in read order")
@@ -78,7 +78,7 @@ async def log(request: HttpRequest, q: Query[LogQuery]) -> dict[str, Any]:
 
 
 class StateQuery(Schema):
-    version: int | None = Field(None, ge=1)
+    version: Version | None = None
     at: datetime | None = None
 
 
