@@ -29,9 +29,11 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from app.console import access
 from app.console.forms import CommandForm, MoneyForm, OpenAccountForm, ReasonForm, TransferForm
+from app.core import headers
 from app.core.models import Role, has_role
 from app.ledger import commands, handlers, selectors
 from app.ledger.commands import CommandResult
+from eventstore.inputs import MAX_BIGINT, parse_int
 from projections import status
 
 FORM_TEMPLATE = "console/command_form.html"
@@ -55,7 +57,7 @@ def send(
     sender = commands.Sender(
         actor=request.user.get_username(),
         command_id=form.cleaned_data["command_id"],
-        request_id=request.headers.get("X-Request-ID"),
+        request_id=headers.request_id_or_none(request.headers.get("X-Request-ID")),
     )
     try:
         return commands.send(handler, sender, **arguments)
@@ -68,10 +70,11 @@ def send(
 
 def consistent(request: HttpRequest, names: list[str]) -> bool:
     """Wait (bounded) for `?consistent_with=`; True when the page may be behind the command."""
-    raw = request.GET.get("consistent_with", "")
-    if not raw.isdigit():
+    try:
+        position = parse_int(request.GET.get("consistent_with", ""), minimum=1, maximum=MAX_BIGINT)
+    except ValueError:  # not a position this console made: nothing to wait for
         return False
-    return not status.wait_applied(names, int(raw), timeout=settings.CONSISTENCY_TIMEOUT_S)
+    return not status.wait_applied(names, position, timeout=settings.CONSISTENCY_TIMEOUT_S)
 
 
 def done(request: HttpRequest, url: str, result: CommandResult, notice: str) -> HttpResponse:
