@@ -1,0 +1,103 @@
+"""The body limits hold on the bytes actually received, whatever the framing, against the real
+ASGI server (Django's test client cannot send a chunked body): a chunked body past the limit is
+413 as soon as the limit is passed, without waiting for the rest; a body that is not JSON is 415
+whether or not it declared its length."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import Iterator
+from uuid import UUID
+
+import pytest
+
+from eventstore.store import EventStore
+from tests.integration.api.conftest import LIVE_BODY_LIMIT, make_user
+
+# An answer must come long before this; it only keeps a broken server from hanging the suite.
+NO_ANSWER_S = 60
+
+
+@pytest.fixture
+def token(transactional_db) -> str:
+    return make_user("liam-live", "operator")
+
+
+def chunks(payload: bytes, size: int = 512) -> Iterator[bytes]:
+    for i in range(0, len(payload), size):
+        yield payload[i : i + size]
+
+
+def post(live_api, path: str, body, headers: dict[str, str], *, chunked: bool) -> tuple[int, dict, dict]:
+    conn = http.client.HTTPConnection(*live_api, timeout=NO_ANSWER_S)
+    conn.request("POST", path, body=body, headers=headers, encode_chunked=chunked)
+    response = conn.getresponse()
+    raw = response.read()
+    conn.close()
+    return response.status, json.loads(raw) if raw else {}, dict(response.getheaders())
+
+
+def padded_open_account(size: int) -> bytes:
+    """A valid command, padded with JSON whitespace to `size` bytes."""
+    body = json.dumps({"owner": "Padded Person", "currency": "EUR"}).encode()
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+def test_a_chunked_body_past_the_limit_is_413(live_api, token):
+    head = EventStore().head()
+    body = padded_open_account(LIVE_BODY_LIMIT * 3)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    status, answer, _ = post(live_api, "/api/accounts", chunks(body), headers, chunked=True)
+    assert (status, answer.get("error")) == (413, "payload_too_large"), answer
+    assert EventStore().head() == head  # nothing appended
+
+
+def test_a_chunked_body_within_the_limit_is_a_command(live_api, token):
+    body = padded_open_account(LIVE_BODY_LIMIT - 10)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    status, answer, _ = post(live_api, "/api/accounts", chunks(body), headers, chunked=True)
+    assert status == 201, answer
+    assert EventStore().stream_version(UUID(answer["account_id"])) == 1
+
+
+def test_reading_stops_at_the_limit_without_waiting_for_the_rest(live_api, token):
+    """A body that never ends (a client trickling bytes for ever) is answered once it passes the
+    limit: the server does not keep reading, nor spool it to disk."""
+    with socket.create_connection(live_api, timeout=NO_ANSWER_S) as sock:
+        sock.sendall(
+            b"POST /api/accounts HTTP/1.1\r\nHost: test\r\n"
+            + f"Authorization: Bearer {token}\r\n".encode()
+            + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        piece = b"[" + b" " * 1023
+        for _ in range(LIVE_BODY_LIMIT // len(piece) + 2):  # past the limit; the body is never finished
+            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            received = sock.recv(4096)
+            assert received, "the server closed the connection without an answer"
+            answer += received
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_a_body_that_is_not_json_is_415_whatever_its_framing(live_api, token, chunked):
+    head = EventStore().head()
+    body = json.dumps({"owner": "Plain Text", "currency": "EUR"}).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/plain"}
+    status, answer, _ = post(live_api, "/api/accounts", chunks(body, 8) if chunked else body, headers, chunked=chunked)
+    assert (status, answer.get("error")) == (415, "unsupported_media_type"), answer
+    assert EventStore().head() == head
+
+
+def test_a_declared_length_past_the_limit_is_413_before_any_byte_is_read(live_api, token):
+    with socket.create_connection(live_api, timeout=NO_ANSWER_S) as sock:
+        sock.sendall(
+            b"POST /api/accounts HTTP/1.1\r\nHost: test\r\n"
+            + f"Authorization: Bearer {token}\r\n".encode()
+            + f"Content-Type: application/json\r\nContent-Length: {LIVE_BODY_LIMIT * 100}\r\n\r\n".encode()
+        )
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
