@@ -13,6 +13,7 @@ from pydantic import Field
 from app.api.errors import ApiError
 from app.api.schemas import READ_ERRORS, EventPage, EventTypeOut, LogPage, Number, QueryText, StateOut, Version
 from app.api.threads import in_thread
+from eventstore import timeline
 from eventstore.aggregate import aggregate_types
 from eventstore.browse import LogBrowser
 from eventstore.errors import AggregateNotFound
@@ -67,14 +68,14 @@ async def log(request: HttpRequest, q: Query[LogQuery]) -> dict[str, Any]:
         after = Checkpoint.decode(q.after) if q.after else START
     except ValueError as exc:
         raise ApiError(422, "validation_error", str(exc), fields={"after": ["not a cursor from this API"]}) from None
-    page = await in_thread(EventStore().read_all)(
-        after,
+    page = await in_thread(timeline.forward)(
+        after=after,
         limit=q.limit,
-        types=[q.type] if q.type else None,
-        categories=[q.category] if q.category else None,
+        types=[q.type] if q.type else (),
+        categories=[q.category] if q.category else (),
         correlation_id=q.correlation_id,
     )
-    return {"items": [event_json(e) for e in page.events], "next": page.checkpoint.encode()}
+    return {"items": [event_json(e) for e in page.events], "next": page.checkpoint.encode(), "partial": page.partial}
 
 
 class StateQuery(Schema):

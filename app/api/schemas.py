@@ -88,6 +88,7 @@ class EventPage(Schema):
 class LogPage(Schema):
     items: list[EventOut]
     next: str
+    partial: bool  # a filtered page stopped at the bound of events it looks at: follow `next` at once
 
 
 class StateOut(Schema):
