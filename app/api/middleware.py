@@ -3,9 +3,10 @@ received, and its type (415) whatever its framing.
 
 Under ASGI, Django's handler reads the whole body into a spooled file before any middleware runs,
 and a chunked body declares no length: so `BodyLimit`, an ASGI middleware around the API's
-handler (app/asgi.py), reads the body itself and stops at `API_MAX_BODY_BYTES` + 1 bytes, then
-hands Django what it read. `ApiBodyMiddleware` makes the same checks inside Django, for what
-reaches the API without that wrapper (the test client, a WSGI server: both give a declared length).
+handler (app/asgi.py), reads the body itself (of any method: Django reads a GET's body too) and
+stops at `API_MAX_BODY_BYTES` + 1 bytes, then hands Django what it read. `ApiBodyMiddleware`
+makes the same checks inside Django, for what reaches the API without that wrapper (the test
+client, a WSGI server: both give a declared length).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class BodyLimit:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+        if scope["type"] != "http":  # every method: Django would read any body whole
             return await self.app(scope, receive, send)
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
         json = is_json(headers.get("content-type", ""))

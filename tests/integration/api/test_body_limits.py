@@ -126,3 +126,17 @@ def test_a_declared_length_past_the_limit_is_413_before_any_byte_is_read(live_ap
         )
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+
+
+def test_any_method_is_held_to_the_limit(live_api, token):
+    """A body is read whole by Django whatever the method: a GET with a chunked body is bounded too."""
+    body = b"{" + b" " * (LIVE_BODY_LIMIT * 3) + b"}"
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks(body)) + b"0\r\n\r\n"
+    status, answer = raw_exchange(
+        live_api,
+        b"GET /api/events HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+        + f"Authorization: Bearer {token}\r\n".encode()
+        + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + framed,
+    )
+    assert (status, answer.get("error")) == (413, "payload_too_large"), answer
