@@ -136,12 +136,17 @@ def test_every_currency_in_use_is_taken():
         lambda: FundsDeposited(amount=1, reference="x\x00"),
         lambda: FundsDeposited(amount=1, reference="r" * 501),
         lambda: AccountClosed(reason="\ud83d"),
-        lambda: TransferRequested(from_account=uuid4(), to_account=uuid4(), amount=1, currency="XXX"),
+        lambda: TransferRequested(from_account=uuid4(), to_account=uuid4(), amount=1, currency="eur"),
     ],
 )
 def test_other_events_refuse_text_and_currencies_they_cannot_store(event):
     with pytest.raises(ValidationError):
         event()
+
+
+def test_a_transfer_carries_its_accounts_currency_whenever_they_were_opened():
+    """Only a new account must open in a currency in use; its transfers carry the currency it has."""
+    assert TransferRequested(from_account=uuid4(), to_account=uuid4(), amount=1, currency="HRK").currency == "HRK"
 
 
 def test_history_is_read_as_it_was_written():

@@ -58,7 +58,8 @@ def _text(longest: int, *, required: bool = False) -> Any:
     return AfterValidator(check)
 
 
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(_currency)]
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Currency = Annotated[CurrencyCode, AfterValidator(_currency)]  # for a new account: one in use today
 Owner = Annotated[
     str, _text(OWNER_MAX, required=True), Field(json_schema_extra={"minLength": 1, "maxLength": OWNER_MAX})
 ]
@@ -131,7 +132,7 @@ class TransferRequested(Event):
     from_account: UUID
     to_account: UUID
     amount: Amount
-    currency: Currency
+    currency: CurrencyCode  # the accounts' own, whenever they were opened
 
 
 class TransferDebitConfirmed(Event):
