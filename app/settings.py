@@ -146,7 +146,7 @@ EVENTFOLD_TRANSFER_DEADLINE_S = float(os.environ.get("EVENTFOLD_TRANSFER_DEADLIN
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(64 * 1024)))
 # The REST API's rate limit (app/api/ratelimit.py): requests per window per bearer token, and per
 # client address for requests without a valid token; 0 turns either off.
-API_RATE_LIMIT = int(os.environ.get("API_RATE_LIMIT", "60000"))
+API_RATE_LIMIT = int(os.environ.get("API_RATE_LIMIT", "120000"))
 API_ANON_RATE_LIMIT = int(os.environ.get("API_ANON_RATE_LIMIT", "300"))
 API_RATE_WINDOW_S = int(os.environ.get("API_RATE_WINDOW_S", "60"))
 
