@@ -4,6 +4,7 @@ The REST API under /api/ is served by its own Django handler with a short, async
 middleware chain: Django's session, CSRF, auth and message middleware are sync-only and would
 each move every request to Django's one shared sync thread and back, twice. API requests carry
 bearer tokens, not cookies, so they need none of them. Everything else gets the full chain.
+The API's request bodies are bounded on the bytes received, around Django's handler (`BodyLimit`).
 """
 
 import os
@@ -17,6 +18,8 @@ django_application = get_asgi_application()
 from django.conf import settings  # noqa: E402  (after Django is set up)
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
+from app.api.middleware import BodyLimit  # noqa: E402
+
 
 class ApiHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
@@ -28,7 +31,8 @@ class ApiHandler(ASGIHandler):
             settings.MIDDLEWARE = full
 
 
-api_application = ApiHandler()
+# Bodies are bounded as they arrive, before Django's handler would read them whole (app/api/middleware.py).
+api_application = BodyLimit(ApiHandler())
 
 from app.console.routing import websocket_application  # noqa: E402
 

@@ -118,6 +118,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",  # the console's pinned static files, in production too
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "app.api.ratelimit.RateLimitMiddleware",  # /api/ only
     "app.api.middleware.ApiBodyMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -130,6 +131,7 @@ MIDDLEWARE = [
 # The REST API's own chain (see app/asgi.py): bearer tokens, no cookies, async-native only.
 API_MIDDLEWARE = [
     "app.core.security.SecurityMiddleware",  # Django's, without its thread hops: HTTPS only, HSTS
+    "app.api.ratelimit.RateLimitMiddleware",
     "app.api.middleware.ApiBodyMiddleware",
 ]
 
@@ -274,6 +276,11 @@ BACKPRESSURE_RETRY_AFTER_S = 5
 # A transfer still pending this long after its request, its debit not confirmed, fails as expired.
 EVENTFOLD_TRANSFER_DEADLINE_S = float(os.environ.get("EVENTFOLD_TRANSFER_DEADLINE_S", "60"))
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(64 * 1024)))
+# The REST API's rate limit (app/api/ratelimit.py): requests per window per bearer token, and per
+# client address for requests without a valid token; 0 turns either off.
+API_RATE_LIMIT = int(os.environ.get("API_RATE_LIMIT", "120000"))
+API_ANON_RATE_LIMIT = int(os.environ.get("API_ANON_RATE_LIMIT", "300"))
+API_RATE_WINDOW_S = int(os.environ.get("API_RATE_WINDOW_S", "60"))
 
 EVENTSTORE = {
     "SNAPSHOT_EVERY": int(os.environ.get("EVENTSTORE_SNAPSHOT_EVERY", "100")),

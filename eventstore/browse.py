@@ -18,6 +18,7 @@ from uuid import UUID
 from psycopg import sql
 
 from eventstore.errors import AggregateNotFound
+from eventstore.inputs import text_problem
 from eventstore.libpq import INT_LOADER, XID8_OID
 from eventstore.records import Checkpoint, RecordedEvent
 from eventstore.repository import Repository
@@ -157,6 +158,8 @@ class LogBrowser:
 
         Each page looks at no more than STREAM_SCAN of the category's events; a page may then
         hold fewer streams than `limit` and still have an `older` cursor to go on from."""
+        if text_problem(category):  # no category holds a NUL: PostgreSQL could not even take the query
+            return StreamPage([], None)
         upper = before or Checkpoint(2**63 - 1, 2**63 - 1)
         params = {
             "category": category,

@@ -10,6 +10,8 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from eventstore.inputs import MAX_BIGINT, MAX_XID8, parse_int
+
 BUCKETS = 64  # fixed: a stream's bucket never changes
 
 
@@ -50,13 +52,11 @@ class Checkpoint(NamedTuple):
     @classmethod
     def decode(cls, cursor: str) -> Checkpoint:
         try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-            tx_id, position = (int(part) for part in raw.split("."))
-        except (ValueError, UnicodeDecodeError):
-            raise ValueError(f"not a valid cursor: {cursor!r}") from None
-        if tx_id < 0 or position < 0:
-            raise ValueError(f"not a valid cursor: {cursor!r}")
-        return cls(tx_id, position)
+            raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4)).decode("ascii")
+            tx_id, position = raw.split(".")
+            return cls(parse_int(tx_id, maximum=MAX_XID8), parse_int(position, maximum=MAX_BIGINT))
+        except (ValueError, UnicodeError):  # ASCII digits within xid8 and bigint only
+            raise ValueError("not a valid cursor") from None
 
 
 START = Checkpoint(0, 0)

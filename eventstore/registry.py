@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from eventstore.errors import InvalidEventData, UnknownEventType, UpcastError
+from eventstore.inputs import HISTORY
 from eventstore.records import RecordedEvent
 
 M = TypeVar("M", bound=BaseModel)
@@ -158,8 +159,9 @@ class EventRegistry:
         return out
 
     def decode(self, name: str, data: dict[str, Any]) -> BaseModel:
-        """The typed payload of already upcast data."""
-        return self.get(name).model.model_validate(data)
+        """The typed payload of already upcast data, read from the log: validated with the
+        `HISTORY` context, so that rules added since it was written do not refuse a stored fact."""
+        return self.get(name).model.model_validate(data, context=HISTORY)
 
 
 registry = EventRegistry()

@@ -5,6 +5,11 @@ dashboard). Read-only, never in the append path, and cheap on a log of millions 
   index), below the horizon like `EventStore.read_all`, between two cursors, and stops at the
   limit. Its cursors are the API's (`Checkpoint.encode`), so paging never skips or repeats an
   event, and "what is newer than the first row shown" is the same read with a lower bound.
+- `forward` is the API's log read (`GET /api/events`): `EventStore.read_all` where an index
+  serves the filter (none, or a category), and otherwise (a type, a correlation id: filters on the
+  walk, which could otherwise read the whole log for a rare match) a walk of at most `LOG_SCAN`
+  events per page. A page that reaches that bound before `limit` matches is `partial`, and its
+  checkpoint is the last event it looked at, so the next page goes on from there.
 - `activity` counts the last minutes per time slot and event type through the BRIN index on
   `recorded_at`, which only visits the table's newest pages.
 - `totals` counts events and streams exactly on a small log and from the planner's statistics on
@@ -22,14 +27,16 @@ from uuid import UUID
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from eventstore.libpq import INT_LOADER, XID8_OID
 from eventstore.records import Checkpoint, RecordedEvent
-from eventstore.statements import COLUMNS, HORIZON, TABLE, filter_conditions
+from eventstore.statements import COLUMNS, HORIZON, ORDERED_SCAN_ON, TABLE, filter_conditions
 from eventstore.store import EventStore
 
 BROWSE_TIMEOUT_MS = 3000
 STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 EXACT_COUNT_BELOW = 200_000  # rows (by the planner's estimate) below which counting costs a blink
 TOP = Checkpoint(2**63 - 1, 2**63 - 1)
+LOG_SCAN = 10_000  # events a filtered page of the API's log looks at, at most (a few ms on a warm cache)
 
 
 class TooBroad(Exception):
@@ -113,6 +120,79 @@ def newest(
         except pg_errors.QueryCanceled:
             raise TooBroad("the filters match too few of the newest events to find them quickly") from None
         return store.fetch_events(cur)
+
+
+class ForwardPage(NamedTuple):
+    events: list[RecordedEvent]
+    checkpoint: Checkpoint  # where the next page starts: the last event read or, if fewer, looked at
+    partial: bool  # the walk reached LOG_SCAN before `limit` matches: more may follow at once
+
+
+# The end of one page's walk: the LOG_SCAN-th event after the checkpoint in read order (or the
+# last one below the horizon), and how many were walked: an index-only scan of the read order.
+_SCAN_END = (
+    "SELECT tx_id, global_position, count(*) OVER () FROM (SELECT tx_id, global_position FROM {table} "
+    "WHERE {conds} ORDER BY tx_id, global_position LIMIT %(scan)s) AS s "
+    "ORDER BY tx_id DESC, global_position DESC LIMIT 1"
+)
+# The matches up to that end. Below the horizon of the walk, no event can appear any more, so the
+# second statement reads exactly what the first walked over.
+_MATCHES = (
+    "SELECT {cols} FROM {table} WHERE {conds} "
+    "AND (tx_id, global_position) <= (%(end_tx)s::text::xid8, %(end_pos)s) "
+    "ORDER BY tx_id, global_position LIMIT %(limit)s"
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _forward_statements(categories: bool, types: bool, correlation: bool) -> tuple[sql.Composed, sql.Composed]:
+    after = sql.SQL("(tx_id, global_position) > (%(tx)s::text::xid8, %(pos)s)")
+    walk = sql.SQL(" AND ").join([after, HORIZON, *filter_conditions(categories, False, False)])
+    match = sql.SQL(" AND ").join([after, *filter_conditions(categories, types, correlation)])
+    return (
+        sql.SQL(_SCAN_END).format(table=TABLE, conds=walk),
+        sql.SQL(_MATCHES).format(cols=COLUMNS, table=TABLE, conds=match),
+    )
+
+
+def forward(
+    store: EventStore | None = None,
+    *,
+    after: Checkpoint,
+    limit: int,
+    categories: Sequence[str] = (),
+    types: Sequence[str] = (),
+    correlation_id: str | None = None,
+) -> ForwardPage:
+    """Up to `limit` events after `after` in read order, below the horizon, optionally of one of
+    `categories`, one of `types` and with `correlation_id`. See the module's doc for the bound."""
+    store = store or EventStore()
+    if not types and not correlation_id:  # an index walk that every row matches: bounded by the limit
+        page = store.read_all(after, limit=limit, categories=list(categories) or None)
+        return ForwardPage(page.events, page.checkpoint, partial=False)
+    scan_end, matches = _forward_statements(bool(categories), bool(types), bool(correlation_id))
+    params: dict[str, Any] = {
+        "tx": str(after.tx_id),
+        "pos": after.position,
+        "scan": LOG_SCAN,
+        "limit": limit,
+        "categories": list(categories),
+        "types": list(types),
+        "correlation": correlation_id,
+    }
+    with store.cursor() as cur, cur.connection.transaction():  # the settings below end with it
+        cur.adapters.register_loader(XID8_OID, INT_LOADER)
+        cur.execute(ORDERED_SCAN_ON)
+        end = cur.execute(scan_end, params).fetchone()
+        if end is None:  # nothing new below the horizon
+            return ForwardPage([], after, partial=False)
+        end_tx, end_pos, walked = end
+        with store.read_cursor() as read:
+            read.execute(matches, {**params, "end_tx": str(end_tx), "end_pos": end_pos})
+            events = store.fetch_events(read)
+    if len(events) == limit:
+        return ForwardPage(events, events[-1].checkpoint, partial=False)
+    return ForwardPage(events, Checkpoint(end_tx, end_pos), partial=walked >= LOG_SCAN)
 
 
 ACTIVITY = sql.SQL(

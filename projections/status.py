@@ -3,7 +3,6 @@ which wake the buckets themselves once they commit (any bucket may have work aga
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from django.db import connection, transaction
@@ -38,16 +37,6 @@ def applied(names: list[str], position: int) -> bool:
     target, bucket = found
     rows = list(BucketCheckpoint.objects.filter(projection__in=names, bucket=bucket).values_list("tx_id", "position"))
     return len(rows) == len(names) and all(Checkpoint(tx, pos) >= target for tx, pos in rows)
-
-
-def wait_applied(names: list[str], position: int, timeout: float = 5.0, poll: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if applied(names, position):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(poll)
 
 
 OLDEST_UNAPPLIED = """

@@ -13,23 +13,41 @@ from uuid import UUID
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Body, Router, Schema
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
-from app.api.auth import Caller
+from app.api.auth import BearerToken, Caller
 from app.api.errors import ApiError
-from app.api.schemas import ERRORS, AccountCommandOut, TransferCommandOut
-from app.core import idempotency
+from app.api.schemas import ERRORS, AccountCommandOut, Number, TransferCommandOut
+from app.core import headers, idempotency
 from app.core.models import Role
 from app.core.threads import in_thread
 from app.ledger import commands, handlers
 from app.ledger.commands import CommandResult
-from app.ledger.domain.events import MAX_AMOUNT
+from app.ledger.domain.events import MAX_AMOUNT, OWNER_MAX, TEXT_MAX, Currency
+from eventstore.inputs import storable
 
 router = Router(tags=["commands"])
 Shape = Callable[[CommandResult], dict[str, Any]]
 
-Amount = Annotated[int, Field(gt=0, le=MAX_AMOUNT, description="minor units (cents)")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+Amount = Annotated[Number, Field(gt=0, le=MAX_AMOUNT, description="minor units (cents)")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=TEXT_MAX), AfterValidator(storable)]
+Owner = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=OWNER_MAX), AfterValidator(storable)
+]
+
+
+class OperatorToken(BearerToken):
+    """An operator's bearer token. Checked (like any auth) before the body is parsed, so a viewer
+    sending a command is refused 403 whatever the body holds, and its body is never parsed."""
+
+    async def __call__(self, request: HttpRequest) -> Caller | None:
+        caller = await super().__call__(request)
+        if caller is not None:
+            caller.require(Role.OPERATOR)
+        return caller
+
+
+operator_only = OperatorToken()
 
 
 class In(Schema):
@@ -37,9 +55,9 @@ class In(Schema):
 
 
 class OpenAccountIn(In):
-    owner: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(examples=["EUR"])
-    overdraft_limit: Annotated[int, Field(ge=0, le=MAX_AMOUNT)] = 0
+    owner: Owner
+    currency: Currency = Field(examples=["EUR"], description="ISO 4217, a currency in use")
+    overdraft_limit: Annotated[Number, Field(ge=0, le=MAX_AMOUNT)] = 0
 
 
 class MoneyIn(In):
@@ -57,19 +75,20 @@ class TransferIn(In):
     amount: Amount
 
 
-def _if_match(request: HttpRequest) -> int | None:
-    raw = request.headers.get("If-Match")
-    if raw is None or raw.strip() == "*":
-        return None
-    value = raw.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise ApiError(
-            422,
-            "validation_error",
-            'If-Match must be a stream version, e.g. "3"',
-            fields={"If-Match": ["not a version"]},
+def _sender(request: HttpRequest, caller: Caller) -> commands.Sender:
+    """The command's sender, its headers parsed (a bad one is 422 naming it)."""
+    get = request.headers.get
+    try:
+        return commands.Sender(
+            actor=caller.user.get_username(),
+            user_id=caller.user.pk,
+            idempotency_key=headers.idempotency_key(get("Idempotency-Key")),
+            fingerprint=idempotency.fingerprint(request.method or "", request.path, request.body),
+            expected_version=headers.expected_version(get("If-Match")),
+            request_id=headers.request_id(get("X-Request-ID")),
         )
-    return int(value)
+    except headers.BadHeader as exc:
+        raise ApiError(422, "validation_error", f"{exc.header}: {exc}", fields={exc.header: [str(exc)]}) from None
 
 
 async def command(
@@ -77,15 +96,8 @@ async def command(
 ) -> HttpResponse:
     """Send one command as the caller (an operator) and answer with `shape` of its result."""
     caller: Caller = request.auth  # type: ignore[attr-defined]  # set by ninja once BearerToken accepts
-    caller.require(Role.OPERATOR)
-    sender = commands.Sender(
-        actor=caller.user.get_username(),
-        user_id=caller.user.pk,
-        idempotency_key=request.headers.get("Idempotency-Key"),
-        fingerprint=idempotency.fingerprint(request.method or "", request.path, request.body),
-        expected_version=_if_match(request),
-        request_id=request.headers.get("X-Request-ID"),
-    )
+    caller.require(Role.OPERATOR)  # operator_only did already; kept for any route that forgets it
+    sender = _sender(request, caller)
     body = shape(await in_thread(commands.send)(handler, sender, **arguments))
     response = JsonResponse(body, status=status)
     if "version" in body:
@@ -105,7 +117,7 @@ def _responses(success: int, schema: type) -> dict[int, Any]:
     return {success: schema, **ERRORS}
 
 
-@router.post("/accounts", response=_responses(201, AccountCommandOut), summary="Open an account")
+@router.post("/accounts", response=_responses(201, AccountCommandOut), summary="Open an account", auth=operator_only)
 async def open_account(request: HttpRequest, payload: OpenAccountIn) -> HttpResponse:
     return await command(request, 201, handlers.account_open, _account, **payload.model_dump())
 
@@ -116,6 +128,7 @@ def _money_endpoint(path: str, handler: Callable[..., CommandResult], summary: s
         response=_responses(200, AccountCommandOut),
         summary=summary,
         operation_id=f"account_{path}",
+        auth=operator_only,
     )
     async def endpoint(request: HttpRequest, account_id: UUID, payload: MoneyIn) -> HttpResponse:
         return await command(request, 200, handler, _account, account_id=account_id, **payload.model_dump())
@@ -131,6 +144,7 @@ def _reason_endpoint(verb: str, handler: Callable[..., CommandResult], summary: 
         response=_responses(200, AccountCommandOut),
         summary=summary,
         operation_id=f"account_{verb}",
+        auth=operator_only,
     )
     async def endpoint(request: HttpRequest, account_id: UUID, payload: ReasonIn | None = Body(None)) -> HttpResponse:  # noqa: B008
         reason = payload.reason if payload is not None else ""
@@ -142,6 +156,8 @@ _reason_endpoint("unfreeze", handlers.account_unfreeze, "Unfreeze an account")
 _reason_endpoint("close", handlers.account_close, "Close an account (balance zero, no transfer in flight)")
 
 
-@router.post("/transfers", response=_responses(202, TransferCommandOut), summary="Request a transfer")
+@router.post(
+    "/transfers", response=_responses(202, TransferCommandOut), summary="Request a transfer", auth=operator_only
+)
 async def request_transfer(request: HttpRequest, payload: TransferIn) -> HttpResponse:
     return await command(request, 202, handlers.transfer_request, _transfer, **payload.model_dump())

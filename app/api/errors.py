@@ -41,6 +41,7 @@ ERROR_CODES: dict[str, int] = {
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "validation_error": 422,
+    "rate_limited": 429,
     **commands.CODES,
     "internal_error": 500,
 }

@@ -11,8 +11,9 @@ from ninja import Query, Router, Schema
 from pydantic import Field
 
 from app.api.errors import ApiError
-from app.api.schemas import READ_ERRORS, EventPage, EventTypeOut, LogPage, StateOut
+from app.api.schemas import READ_ERRORS, EventPage, EventTypeOut, LogPage, Number, QueryText, StateOut, Version
 from app.core.threads import in_thread
+from eventstore import timeline
 from eventstore.aggregate import aggregate_types
 from eventstore.browse import LogBrowser
 from eventstore.errors import AggregateNotFound
@@ -41,8 +42,8 @@ def event_json(e: RecordedEvent) -> dict[str, Any]:
 
 
 class StreamQuery(Schema):
-    from_version: int = Field(1, ge=1)
-    limit: int = Field(100, ge=1, le=MAX_PAGE)
+    from_version: Version = 1
+    limit: Number = Field(100, ge=1, le=MAX_PAGE)
 
 
 @router.get("/streams/{stream_id}/events", response={200: EventPage, **READ_ERRORS}, summary="A stream's events")
@@ -54,11 +55,11 @@ async def stream_events(request: HttpRequest, stream_id: UUID, q: Query[StreamQu
 
 
 class LogQuery(Schema):
-    after: str | None = None
-    limit: int = Field(100, ge=1, le=MAX_PAGE)
-    type: str | None = None
-    category: str | None = None
-    correlation_id: str | None = None
+    after: QueryText | None = None
+    limit: Number = Field(100, ge=1, le=MAX_PAGE)
+    type: QueryText | None = None
+    category: QueryText | None = None
+    correlation_id: QueryText | None = None
 
 
 @router.get("/events", response={200: LogPage, **READ_ERRORS}, summary="The global log, in read order")
@@ -67,18 +68,18 @@ async def log(request: HttpRequest, q: Query[LogQuery]) -> dict[str, Any]:
         after = Checkpoint.decode(q.after) if q.after else START
     except ValueError as exc:
         raise ApiError(422, "validation_error", str(exc), fields={"after": ["not a cursor from this API"]}) from None
-    page = await in_thread(EventStore().read_all)(
-        after,
+    page = await in_thread(timeline.forward)(
+        after=after,
         limit=q.limit,
-        types=[q.type] if q.type else None,
-        categories=[q.category] if q.category else None,
+        types=[q.type] if q.type else (),
+        categories=[q.category] if q.category else (),
         correlation_id=q.correlation_id,
     )
-    return {"items": [event_json(e) for e in page.events], "next": page.checkpoint.encode()}
+    return {"items": [event_json(e) for e in page.events], "next": page.checkpoint.encode(), "partial": page.partial}
 
 
 class StateQuery(Schema):
-    version: int | None = Field(None, ge=1)
+    version: Version | None = None
     at: datetime | None = None
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
 from django.http import HttpRequest
 from ninja import Body, Query, Router, Schema
 from ninja.responses import Status
@@ -17,12 +14,15 @@ from pydantic import Field
 
 from app.api import commands
 from app.api.auth import Caller
+from app.api.commands import operator_only
 from app.api.errors import ApiError
-from app.api.schemas import ERRORS, READ_ERRORS
+from app.api.schemas import ERRORS, READ_ERRORS, Number, Position, QueryText
+from app.core.consistency import wait_applied
 from app.core.models import Role
 from app.core.threads import in_thread
 from app.ledger import selectors
 from app.ledger.models import AccountSummary
+from eventstore.inputs import MAX_BIGINT
 from projections import rebuild
 from projections import status as projection_status
 from projections.base import projection_registry
@@ -35,13 +35,7 @@ async def consistent(names: list[str], position: int | None) -> dict[str, Any]:
     """Wait (bounded) until the projections read have applied the event at `position`."""
     if position is None:
         return {}
-    deadline = time.monotonic() + settings.CONSISTENCY_TIMEOUT_S
-    while True:
-        if await in_thread(projection_status.applied)(names, position):
-            return {"stale": False}
-        if time.monotonic() >= deadline:
-            return {"stale": True}
-        await asyncio.sleep(0.01)
+    return {"stale": not await wait_applied(names, position)}
 
 
 def _account_json(a: AccountSummary) -> dict[str, Any]:
@@ -63,12 +57,15 @@ def _cursor_errors() -> Iterator[None]:
         raise ApiError(422, "validation_error", "not a cursor from this API", fields={"cursor": ["invalid"]}) from None
 
 
-class AccountsQuery(Schema):
-    owner: str | None = None
+class ConsistentQuery(Schema):
+    consistent_with: Position | None = None
+
+
+class AccountsQuery(ConsistentQuery):
+    owner: QueryText | None = None
     status: str | None = Field(None, pattern="^(open|frozen|closed)$")
-    cursor: str | None = None
-    limit: int = Field(50, ge=1, le=500)
-    consistent_with: int | None = Field(None, ge=1)
+    cursor: QueryText | None = None
+    limit: Number = Field(50, ge=1, le=500)
 
 
 # GET /accounts shares its path with POST /accounts, so it lives on the same router.
@@ -85,18 +82,17 @@ async def accounts(request: HttpRequest, q: Query[AccountsQuery]) -> dict[str, A
 
 
 @router.get("/accounts/{account_id}", response={200: dict, **READ_ERRORS}, summary="One account")
-async def account(request: HttpRequest, account_id: UUID, consistent_with: int | None = None) -> dict[str, Any]:
-    meta = await consistent(["account_summary"], consistent_with)
+async def account(request: HttpRequest, account_id: UUID, q: Query[ConsistentQuery]) -> dict[str, Any]:
+    meta = await consistent(["account_summary"], q.consistent_with)
     found = await in_thread(selectors.account_get)(account_id)
     if found is None:
         raise ApiError(404, "not_found", f"no account {account_id}" + (" (yet)" if meta.get("stale") else ""))
     return {**_account_json(found), **meta}
 
 
-class EntriesQuery(Schema):
-    cursor: str | None = None
-    limit: int = Field(50, ge=1, le=500)
-    consistent_with: int | None = Field(None, ge=1)
+class EntriesQuery(ConsistentQuery):
+    cursor: QueryText | None = None
+    limit: Number = Field(50, ge=1, le=500)
 
 
 @router.get("/accounts/{account_id}/entries", response={200: dict, **READ_ERRORS}, summary="Ledger lines")
@@ -129,8 +125,8 @@ async def entries(request: HttpRequest, account_id: UUID, q: Query[EntriesQuery]
 
 
 @router.get("/transfers/{transfer_id}", response={200: dict, **READ_ERRORS}, summary="One transfer")
-async def transfer(request: HttpRequest, transfer_id: UUID, consistent_with: int | None = None) -> dict[str, Any]:
-    meta = await consistent(["transfers"], consistent_with)
+async def transfer(request: HttpRequest, transfer_id: UUID, q: Query[ConsistentQuery]) -> dict[str, Any]:
+    meta = await consistent(["transfers"], q.consistent_with)
     found = await in_thread(selectors.transfer_get)(transfer_id)
     if found is None:
         raise ApiError(404, "not_found", f"no transfer {transfer_id}")
@@ -164,28 +160,28 @@ def _control(request: HttpRequest, name: str, *, processes_too: bool = False) ->
     return caller
 
 
-@router.post("/projections/{name}/pause", response={200: dict, **ERRORS})
+@router.post("/projections/{name}/pause", response={200: dict, **ERRORS}, auth=operator_only)
 async def pause(request: HttpRequest, name: str) -> dict[str, Any]:
     _control(request, name, processes_too=True)
     await in_thread(projection_status.set_paused)(name, True)
     return {"name": name, "status": "paused"}
 
 
-@router.post("/projections/{name}/resume", response={200: dict, **ERRORS})
+@router.post("/projections/{name}/resume", response={200: dict, **ERRORS}, auth=operator_only)
 async def resume(request: HttpRequest, name: str) -> dict[str, Any]:
     _control(request, name, processes_too=True)
     await in_thread(projection_status.set_paused)(name, False)
     return {"name": name, "status": "running"}
 
 
-@router.post("/projections/{name}/retry", response={200: dict, **ERRORS})
+@router.post("/projections/{name}/retry", response={200: dict, **ERRORS}, auth=operator_only)
 async def retry(request: HttpRequest, name: str) -> dict[str, Any]:
     _control(request, name, processes_too=True)
     count = await in_thread(projection_status.retry)(name)
     return {"name": name, "retried_buckets": count}
 
 
-@router.post("/projections/{name}/skip", response={200: dict, **ERRORS})
+@router.post("/projections/{name}/skip", response={200: dict, **ERRORS}, auth=operator_only)
 async def skip(request: HttpRequest, name: str) -> dict[str, Any]:
     caller = _control(request, name, processes_too=True)
     skipped = await in_thread(projection_status.skip)(name, caller.user)
@@ -193,10 +189,10 @@ async def skip(request: HttpRequest, name: str) -> dict[str, Any]:
 
 
 class ResetIn(Schema):
-    to: int = Field(ge=0)
+    to: Number = Field(ge=0, le=MAX_BIGINT)
 
 
-@router.post("/projections/{name}/reset", response={200: dict, **ERRORS})
+@router.post("/projections/{name}/reset", response={200: dict, **ERRORS}, auth=operator_only)
 async def reset(request: HttpRequest, name: str, payload: ResetIn = Body(...)) -> dict[str, Any]:  # noqa: B008
     _control(request, name)
     try:
@@ -206,7 +202,7 @@ async def reset(request: HttpRequest, name: str, payload: ResetIn = Body(...)) -
     return {"name": name, "reset_to": payload.to}
 
 
-@router.post("/projections/{name}/rebuild", response={202: dict, **ERRORS})
+@router.post("/projections/{name}/rebuild", response={202: dict, **ERRORS}, auth=operator_only)
 async def start_rebuild(request: HttpRequest, name: str) -> Status:
     """Build the projection's next tables from position zero while the current ones serve;
     progress shows in GET /api/projections."""

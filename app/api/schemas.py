@@ -1,12 +1,39 @@
-"""Response shapes, for the OpenAPI document."""
+"""Request parameter types, bounded at the edge, and response shapes, for the OpenAPI document.
+
+Every number a request carries (a query parameter, a body field) is a `Number`: ASCII digits
+(in a JSON body, an integer or a string of digits: never a float, a boolean, "²", "١٢" or
+"1_000"), within the bound of the column it ends up in. Every text a query carries is `QueryText`:
+bounded, and storable by PostgreSQL (no NUL, no unpaired surrogate). Pydantic then names the
+field in the contract's `validation_error`.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from ninja import Schema
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+
+from eventstore.inputs import MAX_BIGINT, MAX_INT, parse_int, storable
+
+QUERY_TEXT_MAX = 200
+
+
+def ascii_number(value: Any) -> Any:
+    """A number as sent: a JSON integer, or a string of ASCII digits; anything else is refused."""
+    if isinstance(value, bool | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, str):
+        return parse_int(value, maximum=10**20)  # the field's own bounds follow
+    return value
+
+
+Number = Annotated[int, BeforeValidator(ascii_number)]
+Position = Annotated[Number, Field(ge=1, le=MAX_BIGINT, description="a global position")]
+Version = Annotated[Number, Field(ge=1, le=MAX_INT, description="a stream version")]
+QueryText = Annotated[str, StringConstraints(max_length=QUERY_TEXT_MAX), AfterValidator(storable)]
 
 
 class ErrorOut(Schema):
@@ -24,9 +51,10 @@ ERRORS: dict[int, Any] = {
     413: ErrorOut,
     415: ErrorOut,
     422: ErrorOut,
+    429: ErrorOut,
     503: ErrorOut,
 }
-READ_ERRORS: dict[int, Any] = {k: v for k, v in ERRORS.items() if k in (401, 403, 404, 422)}
+READ_ERRORS: dict[int, Any] = {k: v for k, v in ERRORS.items() if k in (401, 403, 404, 422, 429)}
 
 
 class AccountCommandOut(Schema):
@@ -60,6 +88,7 @@ class EventPage(Schema):
 class LogPage(Schema):
     items: list[EventOut]
     next: str
+    partial: bool  # a filtered page stopped at the bound of events it looks at: follow `next` at once
 
 
 class StateOut(Schema):

@@ -17,6 +17,7 @@ from uuid import UUID
 from django.db.models import Q
 
 from app.ledger.models import AccountSummary, Entry, TransferSummary
+from eventstore.inputs import MAX_INT, parse_int, text_problem
 
 T = TypeVar("T")
 PAGE_SIZE = 50
@@ -80,6 +81,8 @@ def account_list(
         *(("-opened_at", "-account_id") if newest_first else ("opened_at", "account_id"))
     )
     if owner:
+        if text_problem(owner):  # no owner holds a NUL or a lone surrogate: PostgreSQL could not take it
+            return Page([], None)
         rows = rows.filter(owner__icontains=owner)
     if status:
         rows = rows.filter(status=status)
@@ -101,9 +104,10 @@ def entry_list(account_id: UUID, *, cursor: str | None = None, limit: int = PAGE
     rows = Entry.objects.filter(account_id=account_id).order_by("-version")
     if cursor:
         (before,) = decode_cursor(cursor, 1)
-        if not before.isdigit():
-            raise InvalidCursor("not a cursor from this page")
-        rows = rows.filter(version__lt=int(before))
+        try:
+            rows = rows.filter(version__lt=parse_int(before, maximum=MAX_INT))
+        except ValueError:
+            raise InvalidCursor("not a cursor from this page") from None
     return _page(rows, limit, lambda e: (e.version,))
 
 

@@ -11,9 +11,6 @@ without JavaScript the whole page comes back with it. Live parts re-fetch themse
 
 from __future__ import annotations
 
-import asyncio
-import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -22,7 +19,6 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -32,17 +28,18 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from app.console import access
 from app.console.forms import CommandForm, MoneyForm, OpenAccountForm, ReasonForm, TransferForm
+from app.core import headers
+from app.core.consistency import wait_applied
 from app.core.models import Role, has_role
 from app.core.threads import in_thread
 from app.ledger import commands, handlers, selectors
 from app.ledger.commands import CommandResult
-from projections import status
+from eventstore.inputs import MAX_BIGINT, parse_int
 
 FORM_TEMPLATE = "console/command_form.html"
 PAGE_SIZE = 50
 ACCOUNT_READS = ["account_summary", "account_entries"]
 TRANSFER_READS = ["transfers"]
-POSITION = re.compile(r"[0-9]{1,18}")  # ASCII digits that fit a bigint
 
 
 # -- sending commands -------------------------------------------------------------------------
@@ -60,7 +57,7 @@ def send(
     sender = commands.Sender(
         actor=request.user.get_username(),
         command_id=form.cleaned_data["command_id"],
-        request_id=request.headers.get("X-Request-ID"),
+        request_id=headers.request_id_or_none(request.headers.get("X-Request-ID")),
     )
     try:
         return commands.send(handler, sender, **arguments)
@@ -72,22 +69,14 @@ def send(
 
 
 async def consistent(request: HttpRequest, names: list[str]) -> bool:
-    """Wait (bounded) for `?consistent_with=`; True when the page may be behind the command. The
-    wait sleeps on the event loop and takes a pool thread only for each check (app/core/threads.py),
-    polling often at first and less often later. A position that is not a plain number a log
-    position could be (say "²", or more digits than a bigint) is no position: nothing to wait for."""
-    raw = request.GET.get("consistent_with", "")
-    if not POSITION.fullmatch(raw):
+    """Wait (bounded) for `?consistent_with=`; True when the page may be behind the command. A
+    position that is not a plain number a log position could be (say "²", or more digits than a
+    bigint) is no position: nothing to wait for."""
+    try:
+        position = parse_int(request.GET.get("consistent_with", ""), minimum=1, maximum=MAX_BIGINT)
+    except ValueError:  # not a position this console made
         return False
-    deadline = time.monotonic() + settings.CONSISTENCY_TIMEOUT_S
-    pause = 0.01
-    while not await in_thread(status.applied)(names, int(raw)):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return True
-        await asyncio.sleep(min(pause, left))
-        pause = min(pause * 2, 0.25)
-    return False
+    return not await wait_applied(names, position)
 
 
 def done(request: HttpRequest, url: str, result: CommandResult, notice: str) -> HttpResponse:

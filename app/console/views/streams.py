@@ -27,6 +27,7 @@ from app.console import access
 from eventstore.aggregate import aggregate_types
 from eventstore.browse import Counts, LogBrowser, state_at
 from eventstore.errors import AggregateNotFound
+from eventstore.inputs import MAX_INT, parse_int
 from eventstore.records import Checkpoint
 from eventstore.registry import registry
 
@@ -44,8 +45,9 @@ def category_counts(browser: LogBrowser) -> Counts:
 
 
 def _int(value: str | None) -> int | None:
+    """A stream version from the query (ASCII digits within PostgreSQL's integer), else None."""
     try:
-        return int(value) if value else None
+        return parse_int(value, maximum=MAX_INT) if value else None
     except ValueError:
         return None
 

@@ -1,16 +1,69 @@
 """Ledger events: past tense, persisted contracts. Names and schema versions are
-given where they are registered (app/ledger/registry.py)."""
+given where they are registered (app/ledger/registry.py).
+
+The event types themselves refuse what the log or the read models cannot hold (text with a NUL
+character or an unpaired surrogate, an owner longer than the read model's index takes, a currency
+that is not one in use), so every path that appends (the API, the console, seed_demo, the process
+manager) is refused the same way: a pydantic ValidationError naming the field, which the command
+table answers as 422 `validation_error`. The rules hold for new events only: events read back
+from the log are facts and load as they were written (eventstore/inputs.py, `from_history`).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from babel.core import get_global
+from babel.numbers import get_territory_currencies
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
-MAX_AMOUNT = 2**63 - 1
+from eventstore.inputs import MAX_BIGINT, from_history, storable
+
+MAX_AMOUNT = MAX_BIGINT
+OWNER_MAX = 200  # characters: ledger_account.owner has a B-tree index, whose entries are bounded
+TEXT_MAX = 500  # a reference or a reason
 Amount = Annotated[int, Field(gt=0, le=MAX_AMOUNT)]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+def _in_use() -> frozenset[str]:
+    """ISO 4217 codes that some territory uses as legal tender today (CLDR, through Babel): not
+    the withdrawn ones (DEM), funds and metals (XAU) or codes for tests and no currency (XTS, XXX)."""
+    return frozenset(
+        code for territory in get_global("territory_currencies") for code in get_territory_currencies(territory)
+    )
+
+
+CURRENCIES = _in_use()
+
+
+def _currency(code: str, info: ValidationInfo) -> str:
+    if code not in CURRENCIES and not from_history(info.context):
+        raise ValueError("not the ISO 4217 code of a currency in use, e.g. EUR")
+    return code
+
+
+def _text(longest: int, *, required: bool = False) -> Any:
+    """A text field's check: storable, at most `longest` characters, and not blank if required."""
+
+    def check(value: str, info: ValidationInfo) -> str:
+        if from_history(info.context):
+            return value
+        if len(value) > longest:
+            raise ValueError(f"at most {longest} characters")
+        if required and not value.strip():
+            raise ValueError("must not be blank")
+        return storable(value)
+
+    return AfterValidator(check)
+
+
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Currency = Annotated[CurrencyCode, AfterValidator(_currency)]  # for a new account: one in use today
+Owner = Annotated[
+    str, _text(OWNER_MAX, required=True), Field(json_schema_extra={"minLength": 1, "maxLength": OWNER_MAX})
+]
+Text = Annotated[str, _text(TEXT_MAX), Field(json_schema_extra={"maxLength": TEXT_MAX})]
 FailureReason = Literal["insufficient_funds", "account_frozen", "account_closed", "expired", "credit_failed"]
 
 
@@ -20,31 +73,31 @@ class Event(BaseModel):
 
 # -- account ------------------------------------------------------------------------------
 class AccountOpened(Event):
-    owner: str  # personal data: stored encrypted
+    owner: Owner  # personal data: stored encrypted
     currency: Currency
     overdraft_limit: Annotated[int, Field(ge=0, le=MAX_AMOUNT)] = 0
 
 
 class FundsDeposited(Event):
     amount: Amount
-    reference: str = ""
+    reference: Text = ""
 
 
 class FundsWithdrawn(Event):
     amount: Amount
-    reference: str = ""
+    reference: Text = ""
 
 
 class AccountFrozen(Event):
-    reason: str = ""
+    reason: Text = ""
 
 
 class AccountUnfrozen(Event):
-    reason: str = ""
+    reason: Text = ""
 
 
 class AccountClosed(Event):
-    reason: str = ""
+    reason: Text = ""
 
 
 class TransferDebited(Event):
@@ -79,7 +132,7 @@ class TransferRequested(Event):
     from_account: UUID
     to_account: UUID
     amount: Amount
-    currency: Currency
+    currency: CurrencyCode  # the accounts' own, whenever they were opened
 
 
 class TransferDebitConfirmed(Event):
