@@ -120,6 +120,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "app.api.ratelimit.RateLimitMiddleware",  # /api/ only
     "app.api.middleware.ApiBodyMiddleware",
+    "app.api.query_params.UnknownQueryParameters",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -133,6 +134,7 @@ API_MIDDLEWARE = [
     "app.core.security.SecurityMiddleware",  # Django's, without its thread hops: HTTPS only, HSTS
     "app.api.ratelimit.RateLimitMiddleware",
     "app.api.middleware.ApiBodyMiddleware",
+    "app.api.query_params.UnknownQueryParameters",
 ]
 
 ROOT_URLCONF = "app.urls"

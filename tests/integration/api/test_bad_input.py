@@ -165,3 +165,11 @@ def test_a_viewer_posting_anything_is_403_before_the_body_is_read(viewer, raw):
     refused(viewer.post(f"/api/accounts/{uuid4()}/deposits", raw=raw), 403, "forbidden")
     refused(viewer.post("/api/projections/transfers/reset", raw=raw), 403, "forbidden")
     refused(viewer.post("/api/transfers", raw=raw), 403, "forbidden")
+
+
+def test_unknown_query_parameters_are_refused_by_name(viewer):
+    typo = viewer.get("/api/accounts", stauts="frozen")
+    assert typo.status_code == 422 and typo.json()["fields"] == {"stauts": ["not a query parameter of this operation"]}
+    assert viewer.get("/api/accounts", status="frozen").status_code == 200
+    assert viewer.get("/api/event-types", page="2").status_code == 422
+    assert viewer.get("/api/events", limit="5").status_code == 200
