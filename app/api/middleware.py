@@ -118,8 +118,9 @@ def _reject(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
-class ApiBodyMiddleware:
-    """Django middleware: the same checks for requests that did not come through `BodyLimit`."""
+class RefusingMiddleware:
+    """Django middleware, sync or async as the chain is, that may answer a request itself:
+    `refuse(request)` gives the answer, or None to pass the request on."""
 
     async_capable = True
     sync_capable = True
@@ -130,10 +131,20 @@ class ApiBodyMiddleware:
         if self.is_async:
             markcoroutinefunction(self)
 
+    def refuse(self, request: HttpRequest) -> HttpResponse | None:
+        raise NotImplementedError
+
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if self.is_async:
             return self._acall(request)
-        return _reject(request) or self.get_response(request)
+        return self.refuse(request) or self.get_response(request)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        return _reject(request) or await self.get_response(request)
+        return self.refuse(request) or await self.get_response(request)
+
+
+class ApiBodyMiddleware(RefusingMiddleware):
+    """Django middleware: the same checks for requests that did not come through `BodyLimit`."""
+
+    def refuse(self, request: HttpRequest) -> HttpResponse | None:
+        return _reject(request)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Awaitable, Callable
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from app.api.middleware import RefusingMiddleware
 
 Operations = list[tuple[re.Pattern[str], str, frozenset[str]]]
 
@@ -56,20 +56,6 @@ def refuse(request: HttpRequest) -> HttpResponse | None:
     return JsonResponse(body, status=422)
 
 
-class UnknownQueryParameters:
-    async_capable = True
-    sync_capable = True
-
-    def __init__(self, get_response: Callable) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
-        if self.is_async:
-            return self._acall(request)
-        return refuse(request) or self.get_response(request)
-
-    async def _acall(self, request: HttpRequest) -> HttpResponse:
-        return refuse(request) or await self.get_response(request)
+class UnknownQueryParameters(RefusingMiddleware):
+    def refuse(self, request: HttpRequest) -> HttpResponse | None:
+        return refuse(request)
