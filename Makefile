@@ -38,12 +38,14 @@ manage: $(VENV)/.installed
 benchmark: $(VENV)/.installed
 	$(PY) -m app.stack manage benchmark --json benchmark.json $(ARGS)
 
-# ruff, mypy (the files in pyproject.toml's [tool.mypy]) and the import-linter contracts (the layers).
+# ruff, mypy (the files in pyproject.toml's [tool.mypy]), the import-linter contracts (the layers) and
+# Django's system checks, the event types' schema contracts among them (no database needed).
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) manage.py check --fail-level WARNING
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

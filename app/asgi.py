@@ -5,9 +5,12 @@ middleware chain: Django's session, CSRF, auth and message middleware are sync-o
 each move every request to Django's one shared sync thread and back, twice. API requests carry
 bearer tokens, not cookies, so they need none of them. Everything else gets the full chain.
 The API's request bodies are bounded on the bytes received, around Django's handler (`BodyLimit`).
+Every HTTP request binds its ids for the log (`logs.RequestContext`) and, when tracing is on, is
+the server span of a trace (`telemetry.traced`).
 """
 
 import os
+import time
 
 from django.core.asgi import get_asgi_application
 
@@ -35,11 +38,46 @@ class ApiHandler(ASGIHandler):
 api_application = BodyLimit(ApiHandler())
 
 from app.console.routing import websocket_application  # noqa: E402
+from app.core import logs, metrics, telemetry  # noqa: E402
+
+PROBES = ("/healthz", "/metrics")
+LIVE_PATH = "/api/events/live"
+
+
+async def http_application(scope, receive, send):
+    path = scope["path"]
+    if path.startswith("/api/"):
+        part = "stream" if path == LIVE_PATH else "api"  # a live stream lasts minutes: not an API latency
+        return await measured(part, api_application, scope, receive, send)
+    part = "probe" if path in PROBES else "static" if path.startswith("/" + settings.STATIC_URL) else "console"
+    return await measured(part, django_application, scope, receive, send)
+
+
+async def measured(part, inner, scope, receive, send):
+    """The request's time and status in eventfold_http_request_duration_seconds (app/core/metrics.py)."""
+    started, status = time.perf_counter(), None  # None: no answer began (the client left)
+
+    async def sending(message):
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    try:
+        await inner(scope, receive, sending)
+    finally:
+        metrics.http_request(part, scope.get("method", ""), status, time.perf_counter() - started)
+
+
+# Every HTTP request's log lines carry its ids (app/core/logs.py); with OTEL_TRACES_EXPORTER set,
+# each request is a trace's server span (app/core/telemetry.py).
+telemetry.configure("web")
+logged_application = logs.RequestContext(telemetry.traced(http_application))
 
 
 async def application(scope, receive, send):
     if scope["type"] == "websocket":
         return await websocket_application(scope, receive, send)
-    if scope["type"] == "http" and scope["path"].startswith("/api/"):
-        return await api_application(scope, receive, send)
-    return await django_application(scope, receive, send)
+    if scope["type"] != "http":
+        return await django_application(scope, receive, send)
+    return await logged_application(scope, receive, send)

@@ -169,11 +169,15 @@ class EmbeddedPostgres:
     """A PostgreSQL server owned by this process (or reused when already up)."""
 
     root: Path = field(default_factory=lambda: data_dir() / "pg")
+    sockets: Path = field(default_factory=socket_dir)  # where its unix socket is
     proc: subprocess.Popen | None = None
 
     @property
     def socket(self) -> Path:
-        return socket_dir() / ".s.PGSQL.5432"
+        return self.sockets / ".s.PGSQL.5432"
+
+    def url(self, name: str = DATABASE_NAME, user: str = SUPERUSER) -> str:
+        return f"postgresql://{quote(user, safe='')}@{quote(str(self.sockets), safe='')}/{name}"
 
     def _bin(self, name: str) -> str:
         import pgserver  # noqa: F401  (only installed where the wheels exist)
@@ -188,7 +192,7 @@ class EmbeddedPostgres:
 
         entry = ensure_user_exists(PG_SYSTEM_USER)
         assert entry is not None  # it creates the user when missing
-        for path in (self.root, socket_dir()):
+        for path in (self.root, self.sockets):
             ensure_prefix_permissions(path)
             shutil.chown(path, entry.pw_uid, entry.pw_gid)
         return {"user": entry.pw_uid, "group": entry.pw_gid}
@@ -225,7 +229,7 @@ class EmbeddedPostgres:
                     "-D",
                     str(pgdata),
                     "-k",
-                    str(socket_dir()),
+                    str(self.sockets),
                     "-h",
                     "",
                     "-c",
@@ -249,7 +253,7 @@ class EmbeddedPostgres:
         import psycopg
 
         try:
-            psycopg.connect(database_url("postgres"), connect_timeout=2).close()
+            psycopg.connect(self.url("postgres"), connect_timeout=2).close()
         except psycopg.OperationalError:
             return False
         return True
@@ -257,7 +261,7 @@ class EmbeddedPostgres:
     def _ensure_database(self) -> None:
         import psycopg
 
-        with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             ensure_roles(conn, owner=owner_role(), app=app_role())
             ensure_database(conn, DATABASE_NAME, owner=owner_role())
 
@@ -275,11 +279,15 @@ class EmbeddedPostgres:
 @dataclass
 class EmbeddedRedis:
     root: Path = field(default_factory=lambda: data_dir() / "redis")
+    sockets: Path = field(default_factory=socket_dir)
     proc: subprocess.Popen | None = None
 
     @property
     def socket(self) -> Path:
-        return socket_dir() / "redis.sock"
+        return self.sockets / "redis.sock"
+
+    def url(self) -> str:
+        return f"unix://{self.socket}"
 
     def start(self) -> None:
         if _can_connect(self.socket):
@@ -340,14 +348,14 @@ class Services:
                 pg = EmbeddedPostgres()
                 pg.start()
                 self.owned.append(pg)
-                os.environ["DATABASE_URL"] = database_url(user=app_role())
+                os.environ["DATABASE_URL"] = pg.url(user=app_role())
                 if owner_role() != app_role():
-                    os.environ["DATABASE_OWNER_URL"] = database_url(user=owner_role())
+                    os.environ["DATABASE_OWNER_URL"] = pg.url(user=owner_role())
             if need_redis:
                 redis = EmbeddedRedis()
                 redis.start()
                 self.owned.append(redis)
-                os.environ["REDIS_URL"] = redis_url()
+                os.environ["REDIS_URL"] = redis.url()
         except BaseException:
             self.__exit__()
             raise

@@ -6,12 +6,14 @@ import base64
 import binascii
 import ipaddress
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
 
 from app import embedded
+from app.core import logs
+from app.startup import SettingError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV = os.environ.get("DJANGO_ENV", "development")
@@ -44,14 +46,14 @@ def _require_production_environment() -> None:
     missing = [name for name in REQUIRED_IN_PRODUCTION if not os.environ.get(name, "").replace(",", " ").strip()]
     if missing:
         how = REQUIRED_IN_PRODUCTION
-        raise ImproperlyConfigured(" ".join(f"{n} must be set when DJANGO_ENV=production: {how[n]}." for n in missing))
+        raise SettingError(" ".join(f"{n} must be set when DJANGO_ENV=production: {how[n]}." for n in missing))
     raw = os.environ["EVENTFOLD_MASTER_KEY"].strip()
     try:
         key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
     except (binascii.Error, ValueError):
         key = b""
     if len(key) != 32:  # found now, not at the first personal data written or read
-        raise ImproperlyConfigured(
+        raise SettingError(
             f"EVENTFOLD_MASTER_KEY must be 32 random bytes in URL-safe base64 (this one is not): "
             f"{REQUIRED_IN_PRODUCTION['EVENTFOLD_MASTER_KEY']}."
         )
@@ -107,6 +109,7 @@ INSTALLED_APPS = [
     "eventstore",
     "projections",
     "app.core",
+    "app.integration",
     "app.ledger",
     "app.api",
     "app.console",
@@ -116,7 +119,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # the console's pinned static files, in production too
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "app.core.unavailable.Unavailable",  # the database or Redis out of reach: 503 with Retry-After, not 500
+    "app.core.unavailable.SessionMiddleware",  # Django's; a session save that meets a lost database: 503
     "django.middleware.common.CommonMiddleware",
     "app.api.ratelimit.RateLimitMiddleware",  # /api/ only
     "app.api.middleware.ApiBodyMiddleware",
@@ -208,6 +212,11 @@ if (_owner := _owner_url()) and (_owner_db := _owner_database(DATABASES["default
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL") or embedded.redis_url()
+# Every Redis client (the wake-up flags, the rate limit, the cache the login throttle counts in,
+# Channels, the Celery broker) gives up on a connect or a reply after this long: a Redis that is
+# hung, or gone without closing its connections, must not hold a request (or a publish) for ever.
+REDIS_TIMEOUT_S = float(os.environ.get("REDIS_TIMEOUT_S", "0.5"))
+REDIS_CLIENT_OPTIONS = {"socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S}
 
 
 def _celery_broker(redis_url: str) -> str:
@@ -218,11 +227,38 @@ def _celery_broker(redis_url: str) -> str:
 
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or _celery_broker(REDIS_URL)
+# Integration messages (app/integration): RabbitMQ when AMQP_URL is set, else the Redis above.
+AMQP_URL = os.environ.get("AMQP_URL", "").strip()
+INTEGRATION_BROKER_URL = (
+    os.environ.get("INTEGRATION_BROKER_URL", "").strip() or AMQP_URL or _celery_broker(REDIS_URL)
+)  # INTEGRATION_BROKER_URL: another broker still (tests point a worker at one of their own)
+EVENTFOLD_EXCHANGE = os.environ.get("EVENTFOLD_EXCHANGE", "eventfold").strip() or "eventfold"
+INTEGRATION_CONNECT_TIMEOUT_S = float(os.environ.get("INTEGRATION_CONNECT_TIMEOUT_S", "2"))
+# The inbox (app/integration/inbox.py, `manage.py consume_inbox`; docs/integration.md).
+EVENTFOLD_INBOX_QUEUE = os.environ.get("EVENTFOLD_INBOX_QUEUE", "eventfold.inbox").strip() or "eventfold.inbox"
+INBOX_PREFETCH = int(os.environ.get("INBOX_PREFETCH", "4"))
+INBOX_MAX_ATTEMPTS = int(os.environ.get("INBOX_MAX_ATTEMPTS", "5"))  # a transient failure's tries, then parked
+INBOX_RETRY_BACKOFF_S = float(os.environ.get("INBOX_RETRY_BACKOFF_S", "0.5"))  # doubled after each try
+INBOX_MAX_BODY_BYTES = int(os.environ.get("INBOX_MAX_BODY_BYTES", "65536"))
+INBOX_RETENTION_S = int(os.environ.get("INBOX_RETENTION_S", str(7 * 86400)))
+DEAD_LETTER_RETENTION_S = int(os.environ.get("DEAD_LETTER_RETENTION_S", str(30 * 86400)))  # settled ones
+# Outside readers (docs/integration.md): live streams per web process, their keep-alive, and how
+# long a subscription's consumer keeps its buckets without fetching.
+LIVE_MAX_STREAMS = int(os.environ.get("LIVE_MAX_STREAMS", "100"))
+LIVE_HEARTBEAT_S = float(os.environ.get("LIVE_HEARTBEAT_S", "15"))
+SUBSCRIPTION_LEASE_S = float(os.environ.get("SUBSCRIPTION_LEASE_S", "30"))
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# (a worker's BRPOP waits up to 1 s for a task: a reply may take that much longer)
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"socket_connect_timeout": REDIS_TIMEOUT_S, "socket_timeout": REDIS_TIMEOUT_S + 1}
+    if CELERY_BROKER_URL.startswith("redis")
+    else {}
+)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING, as every process does (app/celery.py)
 # A prefix keeps the tests' queues apart from a `make run` sharing the same Redis.
 QUEUE_PREFIX = os.environ.get("EVENTFOLD_QUEUE_PREFIX", "")
 QUEUES = {name: QUEUE_PREFIX + name for name in ("celery", "projections", "rebuilds")}
@@ -236,9 +272,16 @@ CELERY_BEAT_SCHEDULE = {
     "projections-safety-net": {"task": "projections.tick", "schedule": 3.0},
     "ledger-expire-transfers": {"task": "ledger.expire_transfers", "schedule": 5.0},
     "core-sweep-idempotency": {"task": "core.sweep_idempotency", "schedule": 600.0},  # keys past 24 h
+    "integration-sweep-inbox": {"task": "integration.sweep_inbox", "schedule": 600.0},  # past their retention
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": dict(REDIS_CLIENT_OPTIONS),
+    }
+}
 
 # Logins (app/core/throttle.py, django-axes): every login goes through Django's authenticate(), the
 # console's /login/ and /admin/ alike. Failures count in the cache per username (normalised as the
@@ -264,7 +307,17 @@ AXES_LOCKOUT_CALLABLE = "app.core.views.locked_out"
 AXES_ENABLE_ADMIN = False  # the attempts live in the cache, not in axes' tables
 AXES_VERBOSE = False
 
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # (a websocket's receive blocks in Redis for up to 5 s, channels_redis's brpop_timeout)
+        "CONFIG": {
+            "hosts": [
+                {"address": REDIS_URL, "socket_connect_timeout": REDIS_TIMEOUT_S, "socket_timeout": REDIS_TIMEOUT_S + 5}
+            ]
+        },
+    }
+}
 
 # Wraps the per-subject keys that encrypt personal data in events (32 bytes, URL-safe base64).
 if PRODUCTION:
@@ -275,18 +328,50 @@ else:
 CONSISTENCY_TIMEOUT_S = float(os.environ.get("CONSISTENCY_TIMEOUT_S", "5"))  # ?consistent_with= waits at most this
 BACKPRESSURE_MAX_LAG = int(os.environ.get("BACKPRESSURE_MAX_LAG", "50000"))  # events not yet projected
 BACKPRESSURE_RETRY_AFTER_S = 5
+# Each process reads the published lag at most this often (projections/backpressure.py).
+BACKPRESSURE_READ_EVERY_S = float(os.environ.get("BACKPRESSURE_READ_EVERY_S", "1"))
 # A transfer still pending this long after its request, its debit not confirmed, fails as expired.
 EVENTFOLD_TRANSFER_DEADLINE_S = float(os.environ.get("EVENTFOLD_TRANSFER_DEADLINE_S", "60"))
+# Rebuilds (projections/rebuild.py): events per batch (each commits with the rebuild's checkpoint),
+# and how long a running rebuild may show no progress before beat hands it to a new chain of slices.
+REBUILD_BATCH_EVENTS = int(os.environ.get("REBUILD_BATCH_EVENTS", "10000"))
+REBUILD_STALLED_AFTER_S = float(os.environ.get("REBUILD_STALLED_AFTER_S", "30"))
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(64 * 1024)))
 # The REST API's rate limit (app/api/ratelimit.py): requests per window per bearer token, and per
 # client address for requests without a valid token; 0 turns either off.
 API_RATE_LIMIT = int(os.environ.get("API_RATE_LIMIT", "120000"))
 API_ANON_RATE_LIMIT = int(os.environ.get("API_ANON_RATE_LIMIT", "300"))
 API_RATE_WINDOW_S = int(os.environ.get("API_RATE_WINDOW_S", "60"))
+# How long each web process keeps a bearer token's lookup (app/api/auth.py): the delay within
+# which revoking a token, deactivating a user or changing a role takes effect (0: no cache).
+API_TOKEN_CACHE_S = float(os.environ.get("API_TOKEN_CACHE_S", "5"))
+
+# Prometheus metrics (app/core/metrics.py, docs/operations/metrics.md). prometheus_client's
+# multiprocess mode: every web and worker process on this machine writes its counters to files in
+# one directory, and any web process's GET /metrics adds them up. The variable must be in the
+# environment before prometheus_client is imported, and children inherit it; the tests get a
+# directory of their own per run, so a `make run` beside them is never counted.
+METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(
+    Path(tempfile.mkdtemp(prefix="eventfold-metrics-test-"))
+    if TESTING
+    else Path(tempfile.gettempdir()) / f"eventfold-metrics-{os.getuid()}"
+    if PRODUCTION
+    else embedded.data_dir() / "metrics"
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+Path(METRICS_DIR).mkdir(parents=True, exist_ok=True)
+# GET /metrics without a bearer token: for a scraper inside a private network only.
+METRICS_ALLOW_ANONYMOUS = _env_flag("METRICS_ALLOW_ANONYMOUS", False)
 
 EVENTSTORE = {
     "SNAPSHOT_EVERY": int(os.environ.get("EVENTSTORE_SNAPSHOT_EVERY", "100")),
 }
+
+# Categories whose events expire, KurrentDB's $maxAge / $maxCount per category (eventstore.retention):
+# {"category": {"max_age": seconds, "max_count": events kept per stream}}. Readers leave expired
+# events out at once; `manage.py enforce_retention` deletes them. None ships: the ledger's events
+# (accounts, transfers) never expire, and an aggregate's category is refused.
+EVENTFOLD_RETENTION: dict[str, dict[str, int]] = {}
 
 # Django's four: not like the username or e-mail, at least 12 characters (PCI DSS 4.0, 8.3.6, for
 # a system that moves money), not a common password, not only digits. Every place that sets a
@@ -304,13 +389,44 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Each event type's JSON schema per version, committed (eventstore/contracts.py, `manage.py event_schemas`)
+EVENT_SCHEMA_DIR = BASE_DIR / "schemas" / "events"
+INTEGRATION_SCHEMA_DIR = BASE_DIR / "schemas" / "integration"  # the published integration events' schemas
 WHITENOISE_USE_FINDERS = True  # serve straight from the apps' static folders, collectstatic or not
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-}
+# Logs (app/core/logs.py, docs/operations/logging-and-tracing.md): JSON lines in production,
+# readable ones elsewhere; a level for the root and, optionally, per logger ("celery=WARNING,app=DEBUG").
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "json" if PRODUCTION else "console").strip().lower()
+try:
+    LOGGING = logs.settings_logging(
+        fmt=LOG_FORMAT,
+        level=os.environ.get("LOG_LEVEL", "INFO").strip(),
+        levels=logs.parse_levels(os.environ.get("LOG_LEVELS", "")),
+    )
+except ValueError as exc:
+    raise SettingError(str(exc)) from None
+LOGGING_CONFIG = "app.core.logs.configure"
+# Traces (app/core/telemetry.py): on when OTEL_TRACES_EXPORTER names exporters (otlp, console) and
+# OTEL_SDK_DISABLED is not true. The SDK and its exporters read the other OTEL_* variables themselves.
+TRACES_EXPORTERS: list[str] = []
+if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true":
+    TRACES_EXPORTERS = [n.strip().lower() for n in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
+    if "none" in TRACES_EXPORTERS:
+        TRACES_EXPORTERS = []
+    if set(TRACES_EXPORTERS) - {"otlp", "console"}:
+        raise SettingError(
+            f"OTEL_TRACES_EXPORTER takes otlp, console (or both, comma-separated) or none, "
+            f"not {os.environ['OTEL_TRACES_EXPORTER'].strip()!r}."
+        )
+# The console's event page links an event's trace id here ("{trace_id}" is replaced), e.g.
+# http://localhost:16686/trace/{trace_id} for Jaeger; unset: the trace id is shown, unlinked.
+EVENTFOLD_TRACE_URL = os.environ.get("EVENTFOLD_TRACE_URL", "").strip()
+if EVENTFOLD_TRACE_URL and (
+    "{trace_id}" not in EVENTFOLD_TRACE_URL or not EVENTFOLD_TRACE_URL.startswith(("http://", "https://"))
+):
+    raise SettingError(
+        "EVENTFOLD_TRACE_URL must be an http(s) URL with {trace_id} where the trace id goes, "
+        "e.g. http://localhost:16686/trace/{trace_id} (Jaeger)."
+    )

@@ -33,7 +33,8 @@ from django.conf import settings
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Origin
 
-from bench import common
+from app.stack import web_command, web_processes
+from bench import common, endpoint
 
 SCHEMA = "eventfold_bench_app"
 BASE = Path(settings.BASE_DIR)
@@ -72,6 +73,9 @@ def stack() -> Iterator[dict[str, Any]]:
     # as DATABASE_URL's role, which made (and owns) the scratch schema, even when an owner role exists
     migrate = [python, "manage.py", "migrate", "--database", "default", "--noinput", "-v0"]
     subprocess.run(migrate, env=env, cwd=BASE, check=True)
+    with psycopg.connect(common.conninfo(SCHEMA), autocommit=True) as conn:
+        for statement in endpoint.TABLE.split(";"):  # the minimal endpoint's own table
+            conn.execute(statement)
     password = secrets.token_urlsafe(16)
     token = subprocess.run(
         [python, "manage.py", "create_token", "bench-operator", "--role", "operator", "--password", password],
@@ -83,22 +87,11 @@ def stack() -> Iterator[dict[str, Any]]:
     ).stdout.strip()
     port = _free_port()
     queues = "bench.celery,bench.projections,bench.rebuilds"
+    # The web server exactly as `make run` starts it (app/stack.py), serving the benchmark's ASGI
+    # application: the real one plus the minimal deposit endpoint (bench/endpoint.py).
+    web = [*web_command(str(port), app="bench.asgi:application"), "--log-level", "warning"]
     procs = [
-        subprocess.Popen(
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "app.asgi:application",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            cwd=BASE,
-        ),
+        subprocess.Popen(web, env=env, cwd=BASE),
         subprocess.Popen(
             [
                 python,
@@ -170,8 +163,11 @@ def _open_accounts(env: dict[str, Any], n: int) -> list[str]:
     return ids
 
 
-def _clients(env: dict[str, Any], accounts: list[str], per_client: int, rate: float | None) -> dict[str, Any]:
-    """4 keep-alive clients sending deposits; `rate` caps each client's commands per second."""
+def _clients(
+    env: dict[str, Any], accounts: list[str], per_client: int, rate: float | None, endpoint_path: str = ""
+) -> dict[str, Any]:
+    """4 keep-alive clients sending deposits; `rate` caps each client's commands per second. With
+    `endpoint_path` (the minimal endpoint's), they send them there instead of the REST API."""
     latencies: list[float] = []
     lock = threading.Lock()
     errors = [0]
@@ -187,7 +183,8 @@ def _clients(env: dict[str, Any], accounts: list[str], per_client: int, rate: fl
                     time.sleep(wait)
             account = accounts[(n * per_client + i) % len(accounts)]
             t0 = time.perf_counter()
-            status, _ = _request(conn, "POST", f"/api/accounts/{account}/deposits", {"amount": 1}, env["token"])
+            url = f"{endpoint_path}{account}" if endpoint_path else f"/api/accounts/{account}/deposits"
+            status, _ = _request(conn, "POST", url, {"amount": 1}, env["token"])
             mine.append(time.perf_counter() - t0)
             if status != 200:
                 errors[0] += 1
@@ -290,18 +287,42 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     )
 
 
+ENDPOINT_PATH = endpoint.PATH_PREFIX + "deposits/"
+
+
 def p2(scale: float) -> dict[str, Any]:
+    """Three runs, each of P2 and of the minimal endpoint back to back (the order alternating), on
+    the same server: the run with the median ratio gives the figures, as for W1-W4."""
     with stack() as env:
         accounts = _open_accounts(env, 40)
-        _clients(env, accounts, max(10, int(200 * scale)), None)  # warm-up
-        runs = [_clients(env, accounts, max(20, int(2000 * scale)), None) for _ in range(3)]
-    best = sorted(runs, key=lambda r: r["cps"])[1]
+        warm = max(10, int(200 * scale))
+        _clients(env, accounts, warm, None)  # warm-up
+        _clients(env, accounts, warm, None, ENDPOINT_PATH)
+        per_client = max(20, int(2000 * scale))
+        runs, ceilings = [], []
+        for i in range(3):
+            for which in ["p2", "endpoint"] if i % 2 == 0 else ["endpoint", "p2"]:
+                if which == "p2":
+                    runs.append(_clients(env, accounts, per_client, None))
+                else:
+                    ceilings.append(_clients(env, accounts, per_client, None, ENDPOINT_PATH))
+    ratios = [r["cps"] / c["cps"] for r, c in zip(runs, ceilings, strict=True)]
+    middle = sorted(range(3), key=ratios.__getitem__)[1]
+    best, ceiling = runs[middle], ceilings[middle]
     return {
         "eps": round(best["cps"], 1),
         "runs": [round(r["cps"], 1) for r in runs],
         "p50_ms": round(best["p50_ms"], 2),
         "p99_ms": round(best["p99_ms"], 2),
         "errors": sum(r["errors"] for r in runs),
+        "endpoint_eps": round(ceiling["cps"], 1),
+        "endpoint_runs": [round(c["cps"], 1) for c in ceilings],
+        "endpoint_p50_ms": round(ceiling["p50_ms"], 2),
+        "endpoint_p99_ms": round(ceiling["p99_ms"], 2),
+        "endpoint_errors": sum(c["errors"] for c in ceilings),
+        "endpoint_ratio": round(ratios[middle], 3),
+        "endpoint_run_ratios": [round(x, 3) for x in ratios],
+        "web_processes": web_processes(),
     }
 
 

@@ -132,6 +132,7 @@ def reset_schema() -> None:
 
     migration = import_module("eventstore.migrations.0001_initial")
     leaner = import_module("eventstore.migrations.0003_leaner_append")
+    tombstones = import_module("eventstore.migrations.0005_tombstones")
     with psycopg.connect(conninfo(), autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
@@ -139,6 +140,7 @@ def reset_schema() -> None:
         for statement in leaner.FORWARD:
             conn.execute(statement)
         conn.execute(migration.SNAPSHOTS)
+        conn.execute(tombstones.TOMBSTONES)
         conn.execute(RAW_TABLE)
 
 

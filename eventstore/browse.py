@@ -22,7 +22,8 @@ from eventstore.inputs import text_problem
 from eventstore.libpq import INT_LOADER, XID8_OID
 from eventstore.records import Checkpoint, RecordedEvent
 from eventstore.repository import Repository
-from eventstore.statements import COLUMNS, TABLE
+from eventstore.retention import Policy
+from eventstore.statements import ARCHIVE, COLUMNS, TABLE, retention_conditions
 from eventstore.store import EventStore
 
 # Below this many rows (by the planner's estimate) counting them exactly costs less than a blink.
@@ -97,9 +98,14 @@ SCAN_END = sql.SQL(
     "ORDER BY tx_id DESC, global_position DESC OFFSET %(scan)s - 1 LIMIT 1"
 ).format(table=TABLE)
 
+# A stream's last event, in the events table or (an archived stream) the archive.
 STREAM_HEAD = sql.SQL(
-    "SELECT category, version, recorded_at FROM {table} WHERE stream_id = %s ORDER BY version DESC LIMIT 1"
-).format(table=TABLE)
+    "SELECT * FROM ((SELECT category, version, recorded_at FROM {table} WHERE stream_id = %(s)s "
+    "ORDER BY version DESC LIMIT 1) UNION ALL (SELECT category, version, recorded_at FROM {archive} "
+    "WHERE stream_id = %(s)s ORDER BY version DESC LIMIT 1)) AS h ORDER BY version DESC LIMIT 1"
+).format(table=TABLE, archive=ARCHIVE)
+
+IS_ARCHIVED = sql.SQL("SELECT 1 FROM {archive} WHERE stream_id = %s LIMIT 1").format(archive=ARCHIVE)
 
 # Streams whose id starts with a hex prefix: a range of the primary key.
 STREAMS_IN_RANGE = sql.SQL(
@@ -107,13 +113,33 @@ STREAMS_IN_RANGE = sql.SQL(
     "WHERE stream_id BETWEEN %s AND %s ORDER BY stream_id LIMIT %s"
 ).format(table=TABLE)
 
-EVENT = sql.SQL("SELECT {cols} FROM {table} WHERE event_id = %s").format(cols=COLUMNS, table=TABLE)
 
-NEIGHBOURS = sql.SQL(
-    "SELECT {cols} FROM {table} WHERE global_position BETWEEN %(lo)s AND %(hi)s "
-    "AND (metadata->>'causation_id' = %(id)s OR metadata->>'correlation_id' = %(correlation)s) "
-    "ORDER BY global_position LIMIT %(limit)s"
-).format(cols=COLUMNS, table=TABLE)
+@functools.lru_cache(maxsize=8)
+def event_statement(policy: Policy) -> sql.Composed:
+    """One event by id, hot or archived, unless it has expired (retention: it is gone for every
+    reader at once, before `enforce_retention` deletes it)."""
+    kept = sql.SQL("").join(sql.SQL(" AND ") + cond for cond in retention_conditions(policy))
+    return sql.SQL(
+        "SELECT {cols} FROM {table} WHERE event_id = %(id)s{kept} "
+        "UNION ALL SELECT {cols} FROM {archive} WHERE event_id = %(id)s{archive_kept}"
+    ).format(
+        cols=COLUMNS,
+        table=TABLE,
+        archive=ARCHIVE,
+        kept=kept,
+        archive_kept=sql.SQL("").join(sql.SQL(" AND ") + cond for cond in retention_conditions(policy, ARCHIVE)),
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def neighbours_statement(policy: Policy) -> sql.Composed:
+    kept = sql.SQL("").join(sql.SQL(" AND ") + cond for cond in retention_conditions(policy))
+    return sql.SQL(
+        "SELECT {cols} FROM {table} WHERE global_position BETWEEN %(lo)s AND %(hi)s "
+        "AND (metadata->>'causation_id' = %(id)s OR metadata->>'correlation_id' = %(correlation)s){kept} "
+        "ORDER BY global_position LIMIT %(limit)s"
+    ).format(cols=COLUMNS, table=TABLE, kept=kept)
+
 
 ESTIMATED_ROWS = sql.SQL("SELECT reltuples::bigint FROM pg_class WHERE oid = {table}::regclass").format(
     table=sql.Literal("eventstore_event")
@@ -124,9 +150,14 @@ ESTIMATED_BY = sql.SQL(
 )
 
 
-@functools.cache
-def _exact_by(column: str) -> sql.Composed:
-    return sql.SQL("SELECT {col}, count(*) FROM {table} GROUP BY {col}").format(col=sql.Identifier(column), table=TABLE)
+@functools.lru_cache(maxsize=8)
+def _exact_by(column: str, policy: Policy) -> sql.Composed:
+    """Events per `column`, expired ones left out (retention)."""
+    kept = retention_conditions(policy)
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(kept) if kept else sql.SQL("")
+    return sql.SQL("SELECT {col}, count(*) FROM {table}{where} GROUP BY {col}").format(
+        col=sql.Identifier(column), table=TABLE, where=where
+    )
 
 
 class LogBrowser:
@@ -140,13 +171,14 @@ class LogBrowser:
             return [row[0] for row in cur.execute(CATEGORIES)]
 
     def counts(self, column: Literal["category", "event_type"]) -> Counts:
-        """Events per category or per type: exact on a small log, else the planner's estimate."""
+        """Events per category or per type: exact on a small log (expired events left out), else the
+        planner's estimate (of what is stored: expired events count until `enforce_retention`)."""
         with self.store.cursor() as cur:
             estimate = cur.execute(ESTIMATED_ROWS).fetchone()
             assert estimate is not None  # the table exists: it has a pg_class row
             rows = estimate[0]
             if rows < EXACT_COUNT_BELOW:  # includes -1: never analysed, so surely young
-                return Counts(dict(cur.execute(_exact_by(column)).fetchall()), exact=True)
+                return Counts(dict(cur.execute(_exact_by(column, self.store.retention)).fetchall()), exact=True)
             found = cur.execute(ESTIMATED_BY, [column]).fetchone()
         if not found or found[0] is None:
             return Counts({}, exact=False)
@@ -183,7 +215,12 @@ class LogBrowser:
     def stream_head(self, stream_id: UUID) -> tuple[str, int, datetime] | None:
         """(category, current version, time of the current version), or None for no such stream."""
         with self.store.cursor() as cur:
-            return cur.execute(STREAM_HEAD, [stream_id]).fetchone()
+            return cur.execute(STREAM_HEAD, {"s": stream_id}).fetchone()
+
+    def archived(self, stream_id: UUID) -> bool:
+        """Whether the stream's events were moved to the archive (see `EventStore.archive`)."""
+        with self.store.cursor() as cur:
+            return cur.execute(IS_ARCHIVED, [stream_id]).fetchone() is not None
 
     def streams_with_prefix(self, prefix: str, limit: int = 20) -> list[UUID]:
         """Streams whose id starts with `prefix` (hex digits, dashes ignored)."""
@@ -196,7 +233,7 @@ class LogBrowser:
 
     def event(self, event_id: UUID) -> RecordedEvent | None:
         with self.store.read_cursor() as cur:
-            cur.execute(EVENT, [event_id])
+            cur.execute(event_statement(self.store.retention), {"id": event_id})
             events = self.store.fetch_events(cur)
         return events[0] if events else None
 
@@ -216,7 +253,7 @@ class LogBrowser:
             "limit": NEIGHBOUR_LIMIT + 1,
         }
         with self.store.read_cursor() as cur:
-            cur.execute(NEIGHBOURS, params)
+            cur.execute(neighbours_statement(self.store.retention), params)
             found = self.store.fetch_events(cur)
         truncated = len(found) > NEIGHBOUR_LIMIT
         found = found[:NEIGHBOUR_LIMIT]

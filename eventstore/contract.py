@@ -15,8 +15,17 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from eventstore.records import AppendResult, Checkpoint, ExpectedVersion, NewEvent, ReadResult, RecordedEvent
+from eventstore.records import (
+    AppendResult,
+    Checkpoint,
+    ExpectedVersion,
+    NewEvent,
+    ReadResult,
+    RecordedEvent,
+    Tombstone,
+)
 from eventstore.registry import EventRegistry
+from eventstore.retention import Policy
 
 if TYPE_CHECKING:
     from eventstore.personal_data import Keyring
@@ -30,6 +39,9 @@ class Store(Protocol):
 
     @property
     def subject_keys(self) -> Keyring: ...
+
+    @property
+    def retention(self) -> Policy: ...
 
     def on_commit(self, fn: Callable[[], None]) -> None: ...
 
@@ -64,9 +76,18 @@ class Store(Protocol):
         types: Sequence[str] | None = None,
         bucket: int | None = None,
         correlation_id: str | None = None,
+        include_archived: bool = False,
     ) -> ReadResult: ...
 
     def head(self) -> Checkpoint: ...
+
+    def tombstone(self, stream_id: UUID, *, reason: str = "") -> Tombstone: ...
+
+    def tombstone_of(self, stream_id: UUID) -> Tombstone | None: ...
+
+    def tombstones(self, after: UUID | None = None, *, limit: int = 1000) -> list[Tombstone]: ...
+
+    def archive(self, stream_ids: Sequence[UUID]) -> int: ...
 
     def snapshot(self, stream_id: UUID) -> tuple[int, int, str] | None: ...
 

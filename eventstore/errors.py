@@ -18,6 +18,14 @@ class ConcurrencyError(EventStoreError):
         super().__init__(f"stream {stream_id} is at version {actual}, expected {expected}")
 
 
+class StreamTombstoned(EventStoreError):
+    """The stream was tombstoned: it accepts no more events, ever; nothing was written."""
+
+    def __init__(self, stream_id: UUID) -> None:
+        self.stream_id = stream_id
+        super().__init__(f"stream {stream_id} is tombstoned: it accepts no more events")
+
+
 class DuplicateEventError(EventStoreError):
     """An event id is already in the log at another place; nothing was written."""
 

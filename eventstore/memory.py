@@ -5,7 +5,7 @@ Django settings (personal data is sealed with subject keys this store holds itse
 even the master key). One contract suite (tests/integration/eventstore/contract/) runs
 against both stores: expected versions and `ConcurrencyError`, idempotent event ids and
 `DuplicateEventError`, `read_stream`, `read_all` with checkpoints and filters, `head`,
-`stream_version`, validation and upcasting through the registry, personal data and
+`stream_version`, tombstones, retention, validation and upcasting through the registry, personal data and
 forgetting, the append hooks, snapshots and the `Repository` on top.
 
 What it does not imitate: transactions (an append is committed when it returns, and Django's
@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from eventstore import hooks, personal_data
 from eventstore.append_rules import check_append, original_append
-from eventstore.errors import ConcurrencyError
+from eventstore.errors import ConcurrencyError, StreamTombstoned
 from eventstore.records import (
     ANY,
     START,
@@ -41,10 +41,12 @@ from eventstore.records import (
     NewEvent,
     ReadResult,
     RecordedEvent,
+    Tombstone,
     bucket_of,
 )
 from eventstore.registry import EventRegistry, EventType
 from eventstore.registry import registry as default_registry
+from eventstore.retention import Policy, rule_of
 
 EMPTY: dict[str, Any] = {}
 
@@ -83,15 +85,20 @@ class _Stored(NamedTuple):
 class InMemoryEventStore:
     """The event log in this object: same methods, same contract as `EventStore`."""
 
-    def __init__(self, registry: EventRegistry = default_registry, *, using: str = "memory") -> None:
+    def __init__(
+        self, registry: EventRegistry = default_registry, *, using: str = "memory", retention: Policy = ()
+    ) -> None:
         self.using = using
         self.registry = registry
+        self.retention = retention  # given, never read from settings
         self.subject_keys = InMemorySubjectKeys()
         self._log: list[_Stored] = []
         self._order: list[tuple[int, int]] = []  # each event's checkpoint, for bisecting
         self._streams: dict[UUID, list[_Stored]] = {}
         self._placed: dict[UUID, tuple[UUID, int, int]] = {}  # event id -> (stream, version, position)
         self._snapshots: dict[UUID, tuple[int, int, str]] = {}
+        self._tombstones: dict[UUID, Tombstone] = {}
+        self._archived: set[UUID] = set()
         self._tx_id = 0
         self._lock = threading.Lock()
 
@@ -134,6 +141,8 @@ class InMemoryEventStore:
             sealed = personal_data.seal(self.subject_keys, stream_id, batch, entries)
         stream = self._streams.get(stream_id, [])
         current = len(stream)
+        if stream_id in self._tombstones:
+            raise StreamTombstoned(stream_id)
         if expected and current < expected:  # the stream has not reached the expected version
             raise ConcurrencyError(stream_id, expected_version, current)
         base = current if expected is None else expected
@@ -180,6 +189,19 @@ class InMemoryEventStore:
         """The stream's current version, 0 when it has no events."""
         return len(self._streams.get(stream_id, ()))
 
+    def _kept(self, stored: list[_Stored]) -> list[_Stored]:
+        """The events that have not expired (see `eventstore.retention`)."""
+        if not self.retention:
+            return stored
+        now = datetime.now(UTC)
+        kept = []
+        for s in stored:
+            e = s.event
+            rule = rule_of(self.retention, e.category)
+            if rule is None or not rule.expired(e.recorded_at, e.version, len(self._streams[e.stream_id]), now):
+                kept.append(s)
+        return kept
+
     def read_stream(
         self,
         stream_id: UUID,
@@ -192,7 +214,7 @@ class InMemoryEventStore:
     ) -> list[RecordedEvent]:
         """A stream's events in version order (or reversed from `from_version` down with `backwards`)."""
         with self._lock:
-            found = list(self._streams.get(stream_id, ()))
+            found = self._kept(list(self._streams.get(stream_id, ())))
         if from_version is not None:
             found = [
                 s for s in found if (s.event.version <= from_version if backwards else s.event.version >= from_version)
@@ -214,27 +236,55 @@ class InMemoryEventStore:
         types: Sequence[str] | None = None,
         bucket: int | None = None,
         correlation_id: str | None = None,
+        include_archived: bool = False,
     ) -> ReadResult:
-        """Up to `limit` events after the checkpoint, in read order."""
+        """Up to `limit` events after the checkpoint, in read order (archived streams' events only
+        with `include_archived`)."""
         found: list[_Stored] = []
         with self._lock:
             i = bisect.bisect_right(self._order, (after.tx_id, after.position))
             while i < len(self._log) and len(found) < limit:
                 stored, i = self._log[i], i + 1
                 e = stored.event
+                if not include_archived and e.stream_id in self._archived:
+                    continue
                 if bucket is not None and bucket_of(e.stream_id) != bucket:
                     continue
                 if (categories and e.category not in categories) or (types and e.type not in types):
                     continue
                 if correlation_id and orjson.loads(stored.metadata).get("correlation_id") != correlation_id:
                     continue
-                found.append(stored)
+                if self._kept([stored]):
+                    found.append(stored)
         events = self._events(found)
         return ReadResult(events, events[-1].checkpoint if events else after)
 
     def head(self) -> Checkpoint:
         """The last event in read order (START for an empty log)."""
         return self._log[-1].event.checkpoint if self._log else START
+
+    # -- tombstones ----------------------------------------------------------------
+    def tombstone(self, stream_id: UUID, *, reason: str = "") -> Tombstone:
+        """Close a stream for good, as `EventStore.tombstone` does."""
+        with self._lock:
+            return self._tombstones.setdefault(stream_id, Tombstone(stream_id, datetime.now(UTC), reason))
+
+    def tombstone_of(self, stream_id: UUID) -> Tombstone | None:
+        """The stream's tombstone, None for a live stream."""
+        return self._tombstones.get(stream_id)
+
+    def archive(self, stream_ids: Sequence[UUID]) -> int:
+        """Archive the tombstoned ones of these streams, as `EventStore.archive` does."""
+        with self._lock:
+            moved = [sid for sid in stream_ids if sid in self._tombstones and sid not in self._archived]
+            self._archived.update(moved)
+            return sum(len(self._streams.get(sid, ())) for sid in moved)
+
+    def tombstones(self, after: UUID | None = None, *, limit: int = 1000) -> list[Tombstone]:
+        """Up to `limit` tombstones in stream id order, after the stream `after` (for an export)."""
+        with self._lock:
+            found = sorted(t for t in self._tombstones.values() if after is None or t.stream_id > after)
+        return found[:limit]
 
     # -- snapshots (of aggregate states, for the repository) ------------------------
     def snapshot(self, stream_id: UUID) -> tuple[int, int, str] | None:

@@ -63,7 +63,13 @@ START = Checkpoint(0, 0)
 
 
 class RecordedEvent(NamedTuple):
-    """An event as stored, with its data upcast to the current schema version."""
+    """An event as stored, with its data upcast to the current schema version.
+
+    An upcast event also keeps what the log holds: `stored_version` and `raw_data` are the row's
+    schema version and data before the upcasters ran. Both are None when nothing was upcast (the
+    data is the row's), so that a read with no history to upcast copies nothing; `stored` gives
+    the pair either way.
+    """
 
     position: int
     tx_id: int
@@ -76,6 +82,20 @@ class RecordedEvent(NamedTuple):
     data: dict[str, Any]
     metadata: dict[str, Any]
     recorded_at: datetime
+    stored_version: int | None = None  # the row's schema version, when the data was upcast
+    raw_data: dict[str, Any] | None = None  # the row's data, when it was upcast
+
+    @property
+    def upcast(self) -> bool:
+        """Whether `data` was brought up from an older schema version than the row's."""
+        return self.stored_version is not None
+
+    @property
+    def stored(self) -> tuple[int, dict[str, Any]]:
+        """The schema version and data as the log holds them."""
+        if self.stored_version is None or self.raw_data is None:
+            return self.schema_version, self.data
+        return self.stored_version, self.raw_data
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -104,3 +124,11 @@ class AppendResult(NamedTuple):
 class ReadResult(NamedTuple):
     events: list[RecordedEvent]
     checkpoint: Checkpoint  # where to resume: the last event's, or `after` when nothing was read
+
+
+class Tombstone(NamedTuple):
+    """A stream closed for good: no append is accepted after `tombstoned_at` (see `Store.tombstone`)."""
+
+    stream_id: UUID
+    tombstoned_at: datetime
+    reason: str

@@ -5,11 +5,16 @@ versions on read with a chain of pure functions, and is the event catalog.
     @event_type("ledger.FundsDeposited", version=2)
     class FundsDeposited(BaseModel):
         amount: int
-        reference: str = ""
+        channel: str = "unknown"
 
     @upcaster("ledger.FundsDeposited", from_version=1)
     def _v1_to_v2(data: dict) -> dict:
-        return {**data, "reference": data.get("memo", "")}
+        return {**data, "channel": "unknown"}
+
+An upcaster is a pure function: it returns new data and never changes what it was given, which
+readers keep beside the result as the row's raw data (`RecordedEvent.raw_data`). Each type's JSON
+schema per version is kept as a snapshot (eventstore/contracts.py) that a system check compares
+the models with.
 """
 
 from __future__ import annotations
@@ -53,12 +58,13 @@ class EventRegistry:
         self._by_name: dict[str, EventType] = {}
         self._by_model: dict[type[BaseModel], EventType] = {}
         self.current_versions: dict[str, int] = {}
+        self._history: dict[str, int] = {}  # the types with a version above 1: what a read may upcast
         self.personal_types: dict[str, tuple[str, ...]] = {}
 
     @property
     def has_history(self) -> bool:
         """Whether any type has a schema version above 1, so that reads may need upcasting."""
-        return any(v > 1 for v in self.current_versions.values())
+        return bool(self._history)
 
     def register(
         self, name: str, version: int = 1, *, personal_data: tuple[str, ...] = ()
@@ -87,6 +93,10 @@ class EventRegistry:
             self._by_name[name] = entry
             self._by_model[model] = entry
             self.current_versions[name] = version
+            if version > 1:
+                self._history[name] = version
+            else:
+                self._history.pop(name, None)
             if personal_data:
                 self.personal_types[name] = entry.personal_data
             return model
@@ -146,15 +156,23 @@ class EventRegistry:
         return schema_version, data
 
     def upcast_events(self, events: list[RecordedEvent]) -> list[RecordedEvent]:
-        """Bring events of older schema versions up to date (a no-op pass when no type has history)."""
-        if not self.has_history:
+        """Bring events of older schema versions up to date; an upcast event keeps the row's version
+        and data beside the result (`stored_version`, `raw_data`). A page with nothing to upcast is
+        returned as it is, copied nowhere: one dict lookup per event when some type has history,
+        none when no type has."""
+        history = self._history
+        if not history:
             return events
-        current = self.current_versions
+        get = history.get
+        if not [e for e in events if e.schema_version < get(e.type, 0)]:
+            return events
         out = []
         for e in events:
-            if e.schema_version < current.get(e.type, e.schema_version):
+            if e.schema_version < get(e.type, 0):
                 schema_version, data = self.upcast(e.type, e.schema_version, e.data)
-                e = e._replace(schema_version=schema_version, data=data)
+                e = e._replace(
+                    schema_version=schema_version, data=data, stored_version=e.schema_version, raw_data=e.data
+                )
             out.append(e)
         return out
 

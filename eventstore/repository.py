@@ -105,6 +105,11 @@ class StateCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
+    def clear(self) -> None:
+        """Drop every state (a subject was forgotten somewhere: no state here may keep its data)."""
+        with self._lock:
+            self._items.clear()
+
 
 class Repository(Generic[A]):
     """Loads and saves aggregates of one type, on an `EventStore` (the default) or an `InMemoryEventStore`.

@@ -15,8 +15,8 @@ application role what it needs:
   tables later migrations make (default privileges), and the use of their sequences;
 - on the log only SELECT and INSERT (its identity needs no sequence privilege); on snapshots
   SELECT, INSERT, UPDATE, DELETE (they are sealed, see `eventstore.repository`); on subject keys
-  SELECT, INSERT, UPDATE (forgetting; a trigger lets UPDATE do nothing else); on
-  `django_migrations` only SELECT;
+  SELECT, INSERT, UPDATE (forgetting; a trigger lets UPDATE do nothing else); on tombstones
+  SELECT, INSERT (a tombstone is for good); on archived events only SELECT; on `django_migrations` only SELECT;
 - CONNECT and CREATE on the database and USAGE and CREATE on the schema: rebuilds make scratch
   schemas and move their new tables into place;
 - ownership of the read-model tables that blue/green rebuilds drop and replace (every table a
@@ -49,9 +49,17 @@ PROTECTED = {
     "eventstore_event": "SELECT, INSERT",
     "eventstore_snapshot": "SELECT, INSERT, UPDATE, DELETE",
     "eventstore_subject_key": "SELECT, INSERT, UPDATE",
+    "eventstore_tombstone": "SELECT, INSERT",
+    "eventstore_archived_event": "SELECT",
     "django_migrations": "SELECT",
 }
-LOG_TABLES = ("eventstore_event", "eventstore_snapshot", "eventstore_subject_key")
+LOG_TABLES = (
+    "eventstore_event",
+    "eventstore_snapshot",
+    "eventstore_subject_key",
+    "eventstore_tombstone",
+    "eventstore_archived_event",
+)
 
 # What would let the application role change history anyway; each row: a problem, or none.
 AUDIT = """

@@ -6,6 +6,7 @@ Contract:
   the expected version: `ANY`, `NO_STREAM` or an exact number. A lost race
   raises `ConcurrencyError` and writes nothing. Re-appending the very same
   event ids at the same versions returns the first append's positions.
+  A tombstoned stream (`tombstone`) refuses every append with `StreamTombstoned`.
   No table lock, no advisory lock, no NOTIFY: writers never wait for each other
   except on the very same stream version.
 - `read_all` returns events in the log's read order, `(tx_id,
@@ -25,6 +26,7 @@ lets PostgreSQL prepare them; the append and the reads take the fast path in `li
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -35,9 +37,9 @@ from django.db import connections, transaction
 from psycopg import errors as pg_errors
 from pydantic import BaseModel
 
-from eventstore import hooks, libpq, personal_data
+from eventstore import hooks, libpq, personal_data, tracing
 from eventstore.append_rules import check_append, original_append
-from eventstore.errors import ConcurrencyError
+from eventstore.errors import ConcurrencyError, StreamTombstoned
 from eventstore.personal_data import SubjectKeys
 from eventstore.records import (
     ANY,
@@ -48,10 +50,14 @@ from eventstore.records import (
     NewEvent,
     ReadResult,
     RecordedEvent,
+    Tombstone,
 )
 from eventstore.registry import EventRegistry, EventType
 from eventstore.registry import registry as default_registry
+from eventstore.retention import Policy, configured
 from eventstore.statements import (
+    ARCHIVE_COPY,
+    ARCHIVE_DROP,
     FIND_EVENTS,
     HEAD,
     ORDERED_SCAN_OFF,
@@ -60,6 +66,9 @@ from eventstore.statements import (
     SNAPSHOT_GET,
     SNAPSHOT_PUT,
     STREAM_VERSION,
+    TOMBSTONE_GET,
+    TOMBSTONE_PUT,
+    TOMBSTONES_AFTER,
     VALUES_LIMIT,
     AppendStatement,
     append_statement,
@@ -69,15 +78,41 @@ from eventstore.statements import (
 )
 
 ANY_VERSION_RETRIES = 5
+FIRST_STREAM = UUID(int=0)  # below every stream id, in PostgreSQL's uuid order as in Python's
+
+
+def _traced(batch: list[NewEvent], trace_context: dict[str, str]) -> list[NewEvent]:
+    """The events with the trace context in their metadata; events that shared one metadata dict
+    still do (the append serialises each distinct dict once)."""
+    merged: dict[int, dict[str, Any]] = {}
+    out = []
+    for event in batch:
+        metadata = merged.get(id(event.metadata))
+        if metadata is None:
+            metadata = merged[id(event.metadata)] = {**(event.metadata or {}), **trace_context}
+        out.append(event._replace(metadata=metadata))
+    return out
 
 
 class EventStore:
     """Append to and read from the event log on a Django database connection."""
 
-    def __init__(self, using: str = "default", registry: EventRegistry = default_registry) -> None:
+    def __init__(
+        self,
+        using: str = "default",
+        registry: EventRegistry = default_registry,
+        *,
+        retention: Policy | None = None,
+    ) -> None:
         self.using = using
         self.registry = registry
         self.subject_keys = SubjectKeys(using)
+        self._retention = retention
+
+    @property
+    def retention(self) -> Policy:
+        """The categories whose events expire: as given, else the `EVENTFOLD_RETENTION` setting."""
+        return self._retention if self._retention is not None else configured()
 
     # -- connection (for the modules that run their own SQL on the log) ----------
     def cursor(self) -> psycopg.Cursor:
@@ -112,8 +147,29 @@ class EventStore:
         *,
         expected_version: ExpectedVersion = ANY,
     ) -> AppendResult:
-        """Append `events` to a stream atomically; see the module docstring for the contract."""
+        """Append `events` to a stream atomically; see the module docstring for the contract.
+        When tracing is on, in a span whose trace context each event's metadata carries."""
+        if not tracing.active():
+            return self._append_events(stream_id, category, events, expected_version, {})
+        where = {"eventfold.category": category, "eventfold.stream": str(stream_id)}
+        with tracing.span("eventstore.append", where) as span:
+            result = self._append_events(stream_id, category, events, expected_version, tracing.carrier())
+            if span is not None:
+                span.set_attribute("eventfold.position", result.position)
+            return result
+
+    def _append_events(
+        self,
+        stream_id: UUID,
+        category: str,
+        events: Sequence[NewEvent | BaseModel],
+        expected_version: ExpectedVersion,
+        trace_context: dict[str, str],
+    ) -> AppendResult:
+        started = time.perf_counter()
         batch, expected = check_append(category, events, expected_version)
+        if trace_context:
+            batch = _traced(batch, trace_context)
         entries = [self.registry.of(e.payload) for e in batch]  # one registry lookup per event
         personal = self.registry.personal_types
         if personal and any(entry.name in personal for entry in entries):
@@ -121,6 +177,7 @@ class EventStore:
         else:
             result = self._append(stream_id, category, batch, entries, expected_version, expected, {})
         hooks.appended(self.using, result)
+        hooks.timed(category, [entry.name for entry in entries], time.perf_counter() - started)
         return result
 
     def _append(
@@ -148,7 +205,9 @@ class EventStore:
                 if attempt + 1 < attempts:
                     continue
                 raise ConcurrencyError(stream_id, expected_version, self.stream_version(stream_id)) from None
-            if not rows:  # exact check failed: the stream is behind the expected version
+            if not rows:  # a tombstone, or (exact) the stream is behind the expected version
+                if self.tombstone_of(stream_id) is not None:
+                    raise StreamTombstoned(stream_id)
                 raise ConcurrencyError(stream_id, expected_version, self.stream_version(stream_id))
             versions = [r[0] for r in rows]
             if versions != sorted(versions):  # RETURNING follows the VALUES order; never rely on it blindly
@@ -212,7 +271,7 @@ class EventStore:
     def stream_version(self, stream_id: UUID) -> int:
         """The stream's current version, 0 when it has no events."""
         with self.cursor() as cur:
-            row = cur.execute(STREAM_VERSION, [stream_id], prepare=True).fetchone()
+            row = cur.execute(STREAM_VERSION, {"s": stream_id}, prepare=True).fetchone()
         assert row is not None  # an aggregate without GROUP BY: always one row
         return row[0]
 
@@ -226,7 +285,8 @@ class EventStore:
         to_version: int | None = None,
         recorded_until: datetime | None = None,
     ) -> list[RecordedEvent]:
-        """A stream's events in version order (or reversed from `from_version` down with `backwards`)."""
+        """A stream's events in version order (or reversed from `from_version` down with `backwards`),
+        without its expired events (`retention`)."""
         params: dict[str, Any] = {"stream_id": stream_id, "limit": limit}
         if from_version is not None:
             params["from"] = from_version
@@ -235,7 +295,7 @@ class EventStore:
         if recorded_until is not None:
             params["until"] = recorded_until
         query = read_stream_statement(
-            from_version is not None, backwards, to_version is not None, recorded_until is not None
+            from_version is not None, backwards, to_version is not None, recorded_until is not None, self.retention
         )
         with self.read_cursor() as cur:
             cur.execute(query, params, prepare=True)
@@ -250,8 +310,13 @@ class EventStore:
         types: Sequence[str] | None = None,
         bucket: int | None = None,
         correlation_id: str | None = None,
+        include_archived: bool = False,
     ) -> ReadResult:
-        """Up to `limit` events after the checkpoint, in read order, below the horizon."""
+        """Up to `limit` events after the checkpoint, in read order, below the horizon, without
+        expired events (`retention`). Archived streams' events (`archive`) only with
+        `include_archived`: projections' catch-up, rebuilds, verification and exports ask for them;
+        process managers and the timeline do not (streams are archived once every subscriber has
+        passed them)."""
         params: dict[str, Any] = {"tx": str(after.tx_id), "pos": after.position, "limit": limit}
         if bucket is not None:
             params["bucket"] = bucket
@@ -261,7 +326,9 @@ class EventStore:
             params["types"] = list(types)
         if correlation_id:
             params["correlation"] = correlation_id
-        query = read_all_statement(bucket is not None, bool(categories), bool(types), bool(correlation_id))
+        query = read_all_statement(
+            bucket is not None, bool(categories), bool(types), bool(correlation_id), self.retention, include_archived
+        )
         conn = connections[self.using]
         with self.read_cursor() as cur:
             pg = cur.connection
@@ -283,6 +350,44 @@ class EventStore:
             cur.adapters.register_loader(libpq.XID8_OID, libpq.INT_LOADER)
             row = cur.execute(HEAD).fetchone()
         return Checkpoint(*row) if row else START
+
+    # -- tombstones ----------------------------------------------------------------
+    def tombstone(self, stream_id: UUID, *, reason: str = "") -> Tombstone:
+        """Close a stream for good: every later append raises `StreamTombstoned`. Its events stay
+        (readers, projections and rebuilds still see them); tombstoning again changes nothing.
+        An append already running when the tombstone commits may still commit after it: it is
+        ordered before the tombstone, as if it had come a moment earlier."""
+        with self.cursor() as cur:
+            cur.execute(TOMBSTONE_PUT, [stream_id, reason])
+            row = cur.execute(TOMBSTONE_GET, [stream_id]).fetchone()
+        assert row is not None  # inserted now or before, and never deleted
+        return Tombstone(*row)
+
+    def tombstone_of(self, stream_id: UUID) -> Tombstone | None:
+        """The stream's tombstone, None for a live stream."""
+        with self.cursor() as cur:
+            row = cur.execute(TOMBSTONE_GET, [stream_id], prepare=True).fetchone()
+        return Tombstone(*row) if row else None
+
+    def archive(self, stream_ids: Sequence[UUID]) -> int:
+        """Move the events of these streams, those that are tombstoned, from the events table to
+        the archive, in one transaction; how many events moved. Readers of a stream and
+        `read_all(include_archived=True)` see them as before. Needs the owner role (a store on
+        the `owner` alias): the log's trigger lets this one DELETE through (migration 0007)."""
+        params = {"streams": list(stream_ids)}
+        with transaction.atomic(using=self.using), self.cursor() as cur:
+            cur.execute("SELECT set_config('eventfold.archiving', 'on', true)")
+            cur.execute(ARCHIVE_COPY, params)
+            cur.execute(ARCHIVE_DROP, params)
+            moved = cur.rowcount
+            cur.execute("SELECT set_config('eventfold.archiving', '', true)")
+        return moved
+
+    def tombstones(self, after: UUID | None = None, *, limit: int = 1000) -> list[Tombstone]:
+        """Up to `limit` tombstones in stream id order, after the stream `after` (for an export)."""
+        with self.cursor() as cur:
+            rows = cur.execute(TOMBSTONES_AFTER, [after or FIRST_STREAM, limit]).fetchall()
+        return [Tombstone(*row) for row in rows]
 
     # -- snapshots (of aggregate states, for the repository) ------------------------
     def snapshot(self, stream_id: UUID) -> tuple[int, int, str] | None:

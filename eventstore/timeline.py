@@ -29,7 +29,8 @@ from psycopg import sql
 
 from eventstore.libpq import INT_LOADER, XID8_OID
 from eventstore.records import Checkpoint, RecordedEvent
-from eventstore.statements import COLUMNS, HORIZON, ORDERED_SCAN_ON, TABLE, filter_conditions
+from eventstore.retention import Policy
+from eventstore.statements import COLUMNS, HORIZON, ORDERED_SCAN_ON, TABLE, filter_conditions, retention_conditions
 from eventstore.store import EventStore
 
 BROWSE_TIMEOUT_MS = 3000
@@ -59,9 +60,10 @@ class Totals(NamedTuple):
 
 
 @functools.lru_cache(maxsize=64)
-def _newest_statement(lower: bool, filters: tuple[bool, ...]) -> sql.Composed:
+def _newest_statement(lower: bool, filters: tuple[bool, ...], policy: Policy = ()) -> sql.Composed:
     categories, types, stream, correlation, recorded_from, recorded_to = filters
     conds: list[sql.Composable] = [sql.SQL("(tx_id, global_position) < (%(tx)s::text::xid8, %(pos)s)"), HORIZON]
+    conds += retention_conditions(policy)
     if lower:
         conds.append(sql.SQL("(tx_id, global_position) > (%(after_tx)s::text::xid8, %(after_pos)s)"))
     conds += filter_conditions(categories, types, correlation)
@@ -116,7 +118,7 @@ def newest(
         try:
             with cur.connection.transaction():  # SET LOCAL: the timeout ends with this read
                 cur.execute(STATEMENT_TIMEOUT, [str(timeout_ms)])
-                cur.execute(_newest_statement(after is not None, shape), params)
+                cur.execute(_newest_statement(after is not None, shape, store.retention), params)
         except pg_errors.QueryCanceled:
             raise TooBroad("the filters match too few of the newest events to find them quickly") from None
         return store.fetch_events(cur)
@@ -145,10 +147,13 @@ _MATCHES = (
 
 
 @functools.lru_cache(maxsize=16)
-def _forward_statements(categories: bool, types: bool, correlation: bool) -> tuple[sql.Composed, sql.Composed]:
+def _forward_statements(
+    categories: bool, types: bool, correlation: bool, policy: Policy = ()
+) -> tuple[sql.Composed, sql.Composed]:
     after = sql.SQL("(tx_id, global_position) > (%(tx)s::text::xid8, %(pos)s)")
     walk = sql.SQL(" AND ").join([after, HORIZON, *filter_conditions(categories, False, False)])
-    match = sql.SQL(" AND ").join([after, *filter_conditions(categories, types, correlation)])
+    kept = retention_conditions(policy)
+    match = sql.SQL(" AND ").join([after, *filter_conditions(categories, types, correlation), *kept])
     return (
         sql.SQL(_SCAN_END).format(table=TABLE, conds=walk),
         sql.SQL(_MATCHES).format(cols=COLUMNS, table=TABLE, conds=match),
@@ -170,7 +175,7 @@ def forward(
     if not types and not correlation_id:  # an index walk that every row matches: bounded by the limit
         page = store.read_all(after, limit=limit, categories=list(categories) or None)
         return ForwardPage(page.events, page.checkpoint, partial=False)
-    scan_end, matches = _forward_statements(bool(categories), bool(types), bool(correlation_id))
+    scan_end, matches = _forward_statements(bool(categories), bool(types), bool(correlation_id), store.retention)
     params: dict[str, Any] = {
         "tx": str(after.tx_id),
         "pos": after.position,

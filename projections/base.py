@@ -63,7 +63,9 @@ class Projection(Subscriber):
 
     def rebuild_batch(self, events: list[RecordedEvent], cursor: Any, memo: dict[str, Any]) -> None:
         """Apply a big batch during a rebuild or a verification, into tables that the cursor's
-        search_path resolves to a scratch schema. The events are in read order and all of this
+        search_path resolves to a scratch schema, or during the catch-up of a bucket far behind,
+        into the live tables (then with an empty memo, in the transaction that moves the
+        checkpoint: projections.runner). The events are in read order and all of this
         projection's types. Override it to fold the batch in memory and write each row once
         (projections.bulk); the result must equal what the handlers make. `memo` lives as long
         as the rebuild's time slice (a cache of rows already written); it is emptied whenever a

@@ -15,6 +15,7 @@ Unqualified names resolve through `search_path`, which a rebuild points at its s
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from psycopg import sql
@@ -97,7 +98,7 @@ class Table:
             key=sql.SQL(", ").join(map(sql.Identifier, self.key)),
             updates=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in rest),
         )
-        cur.execute(query.as_string(None), [[row[c] for row in rows] for c in columns])
+        cur.execute(query.as_string(None), [_one_type([row[c] for row in rows]) for c in columns])
 
     def copy(self, cur: Any, lines: Iterable[str], columns: Sequence[str]) -> None:
         """Append rows that are only ever inserted, given as lines of COPY's text format (one
@@ -108,6 +109,17 @@ class Table:
         raw = getattr(cur, "cursor", cur)  # Django's wrapper around the psycopg cursor
         with raw.copy(query) as copy:
             copy.write("".join(lines))
+
+
+def _one_type(values: list[Any]) -> list[Any]:
+    """A column's values as one Python type, which psycopg needs to send a list as an array. A
+    numeric column's values read back from the table are Decimal, those computed in memory int
+    (a rebuild that resumes without its memo, after a lost connection or on another worker, has
+    both in one batch)."""
+    kinds = {type(v) for v in values if v is not None}
+    if len(kinds) > 1 and kinds <= {int, Decimal}:
+        return [None if v is None else Decimal(v) for v in values]
+    return values
 
 
 NULL = "\\N"  # COPY's text format spells NULL so

@@ -19,13 +19,13 @@ REQUEUE_COUNTDOWN_S = 0.02  # another runner's transaction holds the horizon for
 after_catch_up: list[Callable[[int, Mapping[str, str], set], None]] = []
 
 
-def catch_up_bucket(bucket: int) -> dict[str, runner.Outcome]:
+def catch_up_bucket(bucket: int) -> dict[str, processes.Outcome]:
     """Bring every projection's bucket up to date, then every process manager's; re-queue while
     there is more. Returns the outcome by projection and process manager."""
     flags.clear_wake(bucket)
     while True:
         touched: set = set()
-        outcomes = runner.catch_up(bucket, touched=touched)
+        outcomes: dict[str, processes.Outcome] = dict(runner.catch_up(bucket, touched=touched))
         _announce(bucket, outcomes, touched)
         outcomes.update(processes.run_all(bucket))
         if "busy" in outcomes.values():

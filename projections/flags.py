@@ -10,6 +10,7 @@ All keys carry the queue prefix, so that the tests' flags never meet a `make run
 from __future__ import annotations
 
 import logging
+import time
 from functools import cache
 
 import redis
@@ -23,7 +24,7 @@ MAX_LAG_KEEP_S = 30  # a stale figure (beat stopped) expires instead of blocking
 
 @cache
 def client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return redis.Redis.from_url(settings.REDIS_URL, **settings.REDIS_CLIENT_OPTIONS)
 
 
 def wake_key(bucket: int) -> str:
@@ -71,6 +72,24 @@ def publish_max_lag(lag: int) -> None:
         client().set(max_lag_key(), lag, ex=MAX_LAG_KEEP_S)
     except Exception:
         log.warning("could not publish the projection lag", exc_info=True)
+    else:
+        _recent_lag[:] = [lag, clock()]  # this process sees its own figure at once
+
+
+clock = time.monotonic  # recent_max_lag's clock (a test moves it)
+_recent_lag: list[float] = []  # [lag, read at]: the last figure this process read or published
+
+
+def recent_max_lag() -> int:
+    """The published lag as this process read it less than MAX_LAG_READ_EVERY_S ago (the beat
+    publishes every few seconds: reading Redis on every command bought no fresher figure, and cost
+    a round trip per command, a tenth of its time in P2's profile, docs/benchmarks.md)."""
+    now = clock()
+    if _recent_lag and now - _recent_lag[1] < settings.BACKPRESSURE_READ_EVERY_S:
+        return int(_recent_lag[0])
+    lag = published_max_lag()
+    _recent_lag[:] = [lag, now]
+    return lag
 
 
 def published_max_lag() -> int:

@@ -20,7 +20,10 @@ lock, with a key of its own, since no transaction spans the run), the checkpoint
 `projections_checkpoint` (projection = the process manager's name), batches after it below the
 read horizon. A handler that raises parks the (process manager, bucket) with the event and its
 (redacted) traceback; retry, skip, pause and resume work as for projections. A lost optimistic-concurrency
-race is not poison: the run stops before that event and is queued again.
+race is not poison: the run stops before that event and is queued again. Nor is a handler's
+`Deferred` (something outside is away for a while, e.g. the broker the integration publisher
+publishes to): the run stops before that event, the bucket stays unparked and lagging, and beat's
+`projections.tick` wakes it again a few seconds later, so an outage only delays.
 
 Process managers are never rebuilt, reset or replayed by a rebuild (`kind = "process"`; they
 live in a registry of their own, which rebuilds never walk). On first use their checkpoints
@@ -39,20 +42,26 @@ from django.utils import timezone
 from eventstore.errors import ConcurrencyError
 from eventstore.records import Checkpoint, RecordedEvent
 from eventstore.store import EventStore
-from projections import tracebacks
+from projections import metrics, tracebacks
 from projections.base import Registry, Subscriber, handles
+from projections.context import applying
 from projections.models import BucketCheckpoint, Skip
 from projections.runner import bucket_heads, ensure_checkpoints, lock_key
 
-__all__ = ["ProcessManager", "handles", "lagging_buckets", "process_registry", "register", "run", "run_all"]
+__all__ = ["Deferred", "ProcessManager", "handles", "lagging_buckets", "process_registry", "register", "run", "run_all"]
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 100  # each handled event costs a few commands, not one upsert: smaller batches than projections
 BATCHES_PER_RUN = 20
-Outcome = Literal["applied", "drained", "busy", "paused", "failed", "more"]
+Outcome = Literal["applied", "drained", "busy", "paused", "failed", "more", "deferred"]
 # The database went away: not the event's fault, so never a reason to park it.
 LOST_CONNECTION = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+class Deferred(Exception):
+    """A handler cannot handle the event now, through no fault of the event (a broker away): the
+    run stops before it, unparked, and the bucket is tried again on beat's next tick, not at once."""
 
 
 class ProcessManager(Subscriber):
@@ -87,7 +96,7 @@ def run_all(bucket: int) -> dict[str, Outcome]:
 
 def run(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcome:
     """Handle the bucket's events after the checkpoint until it is drained (or busy, paused,
-    failed, a race was lost, or the budget is spent: "more")."""
+    failed, deferred, a race was lost, or the budget is spent: "more")."""
     if connection.in_atomic_block:
         raise RuntimeError("a process manager appends: run it outside any transaction")
     ensure(name)
@@ -98,7 +107,8 @@ def run(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcom
             return "busy"
     try:
         for _ in range(max_batches):
-            outcome = _run_batch(process_registry.get(name), bucket)
+            with metrics.BATCH_SECONDS.labels("process").time():
+                outcome = _run_batch(process_registry.get(name), bucket)
             if outcome != "applied":
                 return outcome
         return "more"
@@ -142,17 +152,24 @@ def _run_batch(process: ProcessManager, bucket: int) -> Outcome:
     done = checkpoint
     for event in page.events:
         if event.type in process.handlers and event.event_id not in skipped:
-            try:
-                process.handle(event)
-            except ConcurrencyError:  # lost races, even after the handler's retries: try again soon
-                log.info("process %s lost a race on event %s; trying again", process.name, event.event_id)
-                return "more" if _stop(process.name, bucket, checkpoint, done) else "busy"
-            except LOST_CONNECTION:
-                raise
-            except Exception as exc:
-                log.exception("process %s failed on event %s", process.name, event.event_id)
-                _stop(process.name, bucket, checkpoint, done, park=(event, tracebacks.redacted(exc)))
-                return "failed"
+            with applying(process.name, event, "process") as scope:
+                try:
+                    process.handle(event)
+                except ConcurrencyError as exc:  # lost races, even after the handler's retries: try again soon
+                    scope.failed(exc)
+                    log.info("process %s lost a race on event %s; trying again", process.name, event.event_id)
+                    return "more" if _stop(process.name, bucket, checkpoint, done) else "busy"
+                except Deferred as exc:
+                    scope.failed(exc)
+                    log.debug("process %s deferred event %s: %s", process.name, event.event_id, exc)
+                    return "deferred" if _stop(process.name, bucket, checkpoint, done) else "busy"
+                except LOST_CONNECTION:
+                    raise
+                except Exception as exc:
+                    scope.failed(exc)
+                    log.exception("process %s failed on event %s", process.name, event.event_id)
+                    _stop(process.name, bucket, checkpoint, done, park=(event, tracebacks.redacted(exc)))
+                    return "failed"
         done = event.checkpoint
     if not _stop(process.name, bucket, checkpoint, done):
         return "busy"

@@ -26,6 +26,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from celery import current_app
+from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 SLICE_TASK = "rebuilds.slice"  # sent by name: projections.tasks sits above this module
 SLICE_S = 2.0  # a task's share of the rebuilds queue before it hands over to its successor
-STALLED_AFTER_S = 30  # a running rebuild whose progress is older than this is resumed by beat
+STALLED_AFTER_S = settings.REBUILD_STALLED_AFTER_S  # a running rebuild this long without progress: beat resumes it
 SWITCH_LOCK_TIMEOUT = "2s"
 SWITCH_ATTEMPTS = 5
 PROGRESS_EVERY_S = 0.5  # listeners hear of progress at most twice a second
@@ -51,7 +52,8 @@ REBUILD_LOCK = lock_key("eventfold.rebuild")
 
 Outcome = Literal["more", "retry", "done", "failed", "busy", "gone"]
 BatchOutcome = Literal["more", "caught_up", "busy", "gone"]
-LOST_CONNECTION = (OperationalError, InterfaceError)
+# A lost connection, through Django's cursors or the event store's own psycopg ones (not wrapped by Django)
+LOST_CONNECTION = (OperationalError, InterfaceError, pg_errors.OperationalError, pg_errors.InterfaceError)
 # Called with (projection name, Rebuild.progress()) at most twice a second per slice, and at the end.
 progress_listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
@@ -61,9 +63,23 @@ class NotRebuildable(Exception):
 
 
 def enqueue(rebuild: Rebuild) -> None:
-    """Queue the rebuild's next slice once the current transaction commits."""
+    """Queue the rebuild's next slice once the current transaction commits. A broker that cannot
+    be reached loses that slice, not the rebuild: it is recorded, and beat resumes a rebuild that
+    has not moved for REBUILD_STALLED_AFTER_S (`resume_stalled`)."""
     rebuild_id, ticket = rebuild.pk, rebuild.ticket
-    transaction.on_commit(lambda: current_app.send_task(SLICE_TASK, args=(rebuild_id, ticket)))
+
+    def send() -> None:
+        try:
+            current_app.send_task(SLICE_TASK, args=(rebuild_id, ticket))
+        except Exception:
+            log.warning(
+                "could not queue a slice of rebuild %s; beat resumes it once it has stalled for %s s",
+                rebuild_id,
+                STALLED_AFTER_S,
+                exc_info=True,
+            )
+
+    transaction.on_commit(send)
 
 
 def start(name: str, *, reason: str = "", user: Any = None, run_in_worker: bool = True) -> Rebuild:
@@ -129,7 +145,19 @@ def _carry(rebuild_id: int, memo: dict[str, Any]) -> None:
 
 
 def run_slice(rebuild_id: int, ticket: int | None = None, seconds: float = SLICE_S) -> Outcome:
-    """Work on the rebuild for about `seconds`; "more" means call again."""
+    """Work on the rebuild for about `seconds`; "more" means call again. A lost connection, wherever
+    the slice meets it (its first query, a batch, the swap), is not the events' fault: what it was
+    doing rolled back, and "retry" has the chain go on shortly, without the memo."""
+    try:
+        return _slice(rebuild_id, ticket, seconds)
+    except LOST_CONNECTION:
+        _carried.pop(rebuild_id, None)
+        log.warning("rebuild %s lost its database connection; it will go on", rebuild_id, exc_info=True)
+        connection.close()
+        return "retry"
+
+
+def _slice(rebuild_id: int, ticket: int | None, seconds: float) -> Outcome:
     began, applied = time.monotonic(), 0
     last_notice = 0.0
     rebuild = Rebuild.objects.filter(pk=rebuild_id).first()
@@ -141,11 +169,8 @@ def run_slice(rebuild_id: int, ticket: int | None = None, seconds: float = SLICE
     while True:
         try:
             outcome, n = _batch(rebuild_id, ticket, projection, memo, skips, began, applied)
-        except LOST_CONNECTION:  # not the events' fault: the batch rolled back, a later slice goes on
-            memo.clear()
-            log.warning("rebuild %s lost its database connection; it will go on", rebuild_id, exc_info=True)
-            connection.close()
-            return "retry"
+        except LOST_CONNECTION:
+            raise
         except Exception as exc:
             memo.clear()
             return _fail(rebuild_id, exc)
@@ -162,6 +187,8 @@ def run_slice(rebuild_id: int, ticket: int | None = None, seconds: float = SLICE
     if outcome == "caught_up":
         try:
             return _switch(rebuild_id, projection, memo, skips)
+        except LOST_CONNECTION:
+            raise
         except Exception as exc:
             return _fail(rebuild_id, exc)
     return outcome
@@ -278,7 +305,7 @@ def _swap(rebuild_id: int, projection: Projection, memo: dict, skips: set) -> Ou
 
 
 def _fail(rebuild_id: int, exc: Exception) -> Outcome:
-    """Record the failure, its traceback redacted (every viewer sees it); the log gets the full text."""
+    """Record the failure, its traceback redacted (every viewer sees it, and the log gets the same)."""
     log.error("rebuild %s failed", rebuild_id, exc_info=exc)
     now = timezone.now()
     Rebuild.objects.filter(pk=rebuild_id, state=Rebuild.State.RUNNING).update(

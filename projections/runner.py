@@ -22,14 +22,20 @@ from django.utils import timezone
 
 from eventstore.records import BUCKETS, Checkpoint, RecordedEvent
 from eventstore.store import EventStore
-from projections import tracebacks
+from projections import metrics, tracebacks
 from projections.base import Projection, Subscriber, projection_registry
+from projections.context import applying
 from projections.models import BucketCheckpoint, ProjectionState, Skip
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 BATCHES_PER_RUN = 20
+# A bucket far behind (its last batch was full) reads this many events a batch, and a projection
+# with at least BULK_MIN_EVENTS of its own in a batch folds them in memory and writes each row
+# once (`Projection.rebuild_batch`, as rebuilds do) instead of one statement per event.
+BULK_BATCH_SIZE = 5_000
+BULK_MIN_EVENTS = 50
 Outcome = Literal["applied", "drained", "busy", "paused", "failed", "more"]
 
 
@@ -67,14 +73,17 @@ def catch_up(bucket: int, *, max_batches: int = BATCHES_PER_RUN, touched: set | 
     `touched` collects the ids of the streams whose events were applied."""
     names = [p.name for p in projection_registry.all()]
     outcomes: dict[str, Outcome] = {}
+    size = BATCH_SIZE
     for _ in range(max_batches):
         for name in names:
             ensure_checkpoints(projection_registry.get(name))
-        step = apply_batch([projection_registry.get(n) for n in names], bucket, touched=touched)
+        with metrics.BATCH_SECONDS.labels("projection").time():
+            step = apply_batch([projection_registry.get(n) for n in names], bucket, size, touched=touched)
         outcomes.update(step)
         names = [n for n, o in step.items() if o == "applied"]
         if not names:
             return outcomes
+        size = BULK_BATCH_SIZE  # a full batch: the bucket is behind, so read more at a time
     outcomes.update(dict.fromkeys(names, "more"))
     return outcomes
 
@@ -108,7 +117,8 @@ def apply_batch(
         if not active:
             return outcomes
         start = min(active.values())
-        page = store.read_all(start, limit=batch_size, bucket=bucket)
+        # the archive too: a projection reset to an earlier place (or new) must meet archived streams
+        page = store.read_all(start, limit=batch_size, bucket=bucket, include_archived=True)
         skipped = (
             set(
                 Skip.objects.filter(
@@ -127,7 +137,7 @@ def apply_batch(
                 outcomes[name] = "applied" if full else "drained"
                 continue
             mine = {eid for (pname, eid) in skipped if pname == name}
-            applied, error = _apply(projection, events, mine, cur)
+            applied, error = _fold(projection, events, mine, cur)
             if applied:
                 moves.append((name, checkpoint, events[applied - 1].checkpoint))
                 if touched is not None:
@@ -141,18 +151,43 @@ def apply_batch(
     return outcomes
 
 
+def _fold(projection: Projection, events: list[RecordedEvent], skipped: set, cur: CursorWrapper) -> tuple[int, str]:
+    """Apply a batch: folded in memory (`rebuild_batch`, each row written once) when the
+    projection has many events in it, else one event at a time. A fold that raises is rolled back
+    to its savepoint and the batch applied one event at a time, which finds the failing event and
+    parks it exactly as before. Returns what `_apply` returns."""
+    own = [e for e in events if e.type in projection.handlers and e.event_id not in skipped]
+    if len(own) < BULK_MIN_EVENTS:
+        return _apply(projection, events, skipped, cur)
+    sid = transaction.savepoint()
+    try:
+        projection.rebuild_batch(own, cur, {})
+    except Exception:
+        transaction.savepoint_rollback(sid)
+        log.info("projection %s: folding %d events failed; applying them one at a time", projection.name, len(own))
+        return _apply(projection, events, skipped, cur)
+    transaction.savepoint_commit(sid)
+    metrics.FOLDED.labels(projection.name).inc(len(own))
+    return len(events), ""
+
+
 def _apply(projection: Projection, events: list[RecordedEvent], skipped: set, cur: CursorWrapper) -> tuple[int, str]:
     """Apply in a savepoint; on a failure, redo the events before it.
     Returns how many were applied and, when one failed, its traceback (redacted: it is shown to
-    every viewer; the log gets the full text)."""
+    every viewer; the log line redacts it too, app/core/logs.py)."""
     sid = transaction.savepoint()
     for i, event in enumerate(events):
-        try:
-            if event.type in projection.handlers and event.event_id not in skipped:
+        if event.type not in projection.handlers or event.event_id in skipped:
+            continue
+        error = ""
+        with applying(projection.name, event) as scope:
+            try:
                 projection.apply(event, cur)
-        except Exception as exc:
-            error = tracebacks.redacted(exc)
-            log.exception("projection %s failed on event %s", projection.name, event.event_id)
+            except Exception as exc:
+                error = tracebacks.redacted(exc)
+                scope.failed(exc)
+                log.exception("projection %s failed on event %s", projection.name, event.event_id)
+        if error:
             transaction.savepoint_rollback(sid)
             for earlier in events[:i]:
                 if earlier.type in projection.handlers and earlier.event_id not in skipped:

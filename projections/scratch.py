@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from psycopg import sql
 
@@ -21,7 +22,7 @@ from eventstore.store import EventStore
 from projections.base import Projection
 from projections.models import Skip
 
-BATCH_SIZE = 10_000
+BATCH_SIZE = settings.REBUILD_BATCH_EVENTS
 
 
 def live_schema(table: str) -> str:
@@ -120,7 +121,7 @@ def replay_batch(
     and apply it to the scratch tables. `until`, per bucket, leaves out events beyond a bucket's
     checkpoint (verification compares with live read models that stand at those checkpoints)."""
     limit = limit or BATCH_SIZE
-    page = EventStore().read_all(after, limit=limit, types=projection.event_types)
+    page = EventStore().read_all(after, limit=limit, types=projection.event_types, include_archived=True)
     events = [e for e in page.events if e.event_id not in skips]
     if until is not None:
         zero = Checkpoint(0, 0)

@@ -9,14 +9,14 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.db import connections
 
-from projections import catchup, flags, processes, rebuild, runner, status, wakeups
+from projections import catchup, flags, metrics, processes, rebuild, runner, status, wakeups
 
 log = logging.getLogger(__name__)
 RETRY_COUNTDOWN_S = 2.0
 
 
 @shared_task(name=wakeups.CATCH_UP_TASK, acks_late=True, reject_on_worker_lost=True)
-def catch_up_bucket(bucket: int) -> dict[str, runner.Outcome]:
+def catch_up_bucket(bucket: int) -> dict[str, processes.Outcome]:
     """Bring the bucket up to date for every projection and process manager (re-queued while there is more)."""
     return catchup.catch_up_bucket(bucket)
 
@@ -41,6 +41,12 @@ def rebuild_slice(rebuild_id: int, ticket: int) -> str:
     elif outcome == "retry":  # the database went away for a moment
         rebuild_slice.apply_async((rebuild_id, ticket), countdown=RETRY_COUNTDOWN_S)
     return outcome
+
+
+@worker_ready.connect
+def start_heartbeat(sender: object = None, **kwargs: object) -> None:
+    """The worker's heartbeat (projections.metrics), from its main process while it runs."""
+    metrics.start_heartbeat(str(getattr(sender, "hostname", None) or "worker"))
 
 
 @worker_ready.connect

@@ -10,8 +10,8 @@ is recorded is the stack (file, line, function and the source line of every fram
 qualified type of every exception in the chain, in Python's own layout, and nothing the exception
 says, but for a database error its SQLSTATE and the names of the schema objects it concerns
 (table, column, type, constraint), which are structure, not data (unlike its message and detail:
-"Failing row contains ..."). The full text goes to the worker's log only (`log.exception` beside each call), for the
-operators who keep that log.
+"Failing row contains ..."). Log lines show exceptions the same way (app/core/logs.py formats
+every exception any process logs with `redacted`): no personal data in the logs either.
 """
 
 from __future__ import annotations

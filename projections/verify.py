@@ -106,7 +106,9 @@ def _replay_bucket(
     """The bucket's events in (after, until], applied to the scratch tables."""
     n = 0
     while after < until:
-        page = EventStore().read_all(after, limit=scratch.BATCH_SIZE, bucket=bucket, types=projection.event_types)
+        page = EventStore().read_all(
+            after, limit=scratch.BATCH_SIZE, bucket=bucket, types=projection.event_types, include_archived=True
+        )
         events = [e for e in page.events if e.checkpoint <= until and e.event_id not in skips]
         if events:
             with scratch.replaying(cur, schema):

@@ -1,7 +1,7 @@
 import os
 import subprocess
-import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
+from app.stack import worker_command
 from eventstore.roles import OWNER_ALIAS
 from eventstore.store import EventStore
 
@@ -107,22 +108,7 @@ def start_worker(name: str, log: Path | None = None, *, beat_schedule: Path | No
         os.environ, DATABASE_URL=worker_database_url(), EVENTFOLD_QUEUE_PREFIX=settings.QUEUE_PREFIX, PGAPPNAME=name
     )
     env.pop("TEST_DATABASE_NAME", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "app",
-        "worker",
-        "-Q",
-        ",".join(settings.QUEUES.values()),
-        "-c",
-        "2",
-        "--loglevel",
-        "INFO",
-        "-n",
-        f"{name}@%h",
-    ]
+    cmd = worker_command(list(settings.QUEUES.values()), 2, name)
     if beat_schedule is not None:
         cmd += ["-B", "-s", str(beat_schedule)]
     with open(log or os.devnull, "wb") as out:
@@ -163,3 +149,69 @@ def pytest_collection_modifyitems(config, items):
     """Browser tests last: Playwright keeps an event loop running in the main thread while a
     browser is open, which Django's test client (async views) cannot run beside."""
     items.sort(key=lambda item: "/e2e/" in str(item.path).replace("\\", "/"))
+
+
+# -- the brokers integration messages travel on -----------------------------------------------------
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def rabbitmq_url() -> str | None:
+    """AMQP_URL, or a RabbitMQ at the default local address if one answers; else None."""
+    from kombu import Connection
+
+    url = os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL
+    try:
+        with Connection(url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception:  # any failure to connect means: no RabbitMQ here
+        return None
+    return url
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """A real RabbitMQ for the tests that need one. CI has one (and `.ci/run` says so by setting
+    AMQP_URL): there a missing RabbitMQ fails the test; on a machine without one it is skipped,
+    saying how to run it."""
+    url = rabbitmq_url()
+    if url is None:
+        said = f"no RabbitMQ at {os.environ.get('AMQP_URL') or DEFAULT_AMQP_URL}: start one or set AMQP_URL"
+        if os.environ.get("CI"):
+            pytest.fail(said)
+        pytest.skip(said)
+    return url
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def integration_broker(request, settings) -> str:
+    """Each transport the integration messages support, in turn: the Redis the stack already uses
+    (what `make run` gives a fresh machine) and RabbitMQ (AMQP_URL). Sets INTEGRATION_BROKER_URL
+    for the test and returns it; a test starting worker processes passes it on in their env."""
+    if request.param == "rabbitmq":
+        url = request.getfixturevalue("amqp_url")
+    else:
+        url = settings.INTEGRATION_BROKER_URL if not settings.AMQP_URL else _redis_broker_url()
+    settings.INTEGRATION_BROKER_URL = url
+    return url
+
+
+def _redis_broker_url() -> str:
+    redis_url = settings.REDIS_URL
+    return "redis+socket://" + redis_url.removeprefix("unix://") if redis_url.startswith("unix://") else redis_url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def integration_exchange() -> Iterator[str]:
+    """Every process of this test run (the test process, its workers, its `manage.py` runs)
+    publishes integration events to an exchange of the run's own, never to `eventfold` on a
+    broker other test runs share; deleted at the end. Tests that consume set one of their own."""
+    from kombu import Connection, Exchange
+
+    name = f"test.{uuid.uuid4().hex}"
+    os.environ["EVENTFOLD_EXCHANGE"] = settings.EVENTFOLD_EXCHANGE = name
+    yield name
+    try:
+        with Connection(settings.INTEGRATION_BROKER_URL, connect_timeout=2) as conn:
+            Exchange(name, type="topic")(conn.default_channel).delete()
+    except Exception:  # a broker that is away now: nothing to tidy up there
+        pass

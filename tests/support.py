@@ -146,3 +146,19 @@ def find_superuser() -> tuple[str, str | None] | None:
         if row and row[0]:
             return user, password
     return None
+
+
+def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """A Prometheus text scrape as {(sample name, labels): value}, parsed by prometheus_client."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric_value(samples: dict, name: str, **labels: str) -> float:
+    """The sample `name` with exactly these labels (0 when the scrape has none)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)

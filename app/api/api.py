@@ -2,7 +2,7 @@
 
 from ninja import NinjaAPI
 
-from app.api import commands, errors, queries, readmodels
+from app.api import commands, errors, live, queries, readmodels, subscriptions
 from app.api.auth import BearerToken
 
 api = NinjaAPI(
@@ -18,3 +18,5 @@ errors.install(api)
 api.add_router("/", commands.router)
 api.add_router("/", queries.router)
 api.add_router("/", readmodels.router)
+api.add_router("/", live.router)
+api.add_router("/", subscriptions.router)

@@ -17,11 +17,11 @@ from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
 from app.api.auth import BearerToken, Caller
 from app.api.errors import ApiError
-from app.api.schemas import ERRORS, AccountCommandOut, Number, TransferCommandOut
+from app.api.schemas import ERRORS, AccountCommandOut, ForgetOut, Number, TransferCommandOut
 from app.core import headers, idempotency
 from app.core.models import Role
 from app.core.threads import in_thread
-from app.ledger import commands, handlers
+from app.ledger import commands, forgetting, handlers
 from app.ledger.commands import CommandResult
 from app.ledger.domain.events import MAX_AMOUNT, OWNER_MAX, TEXT_MAX, Currency
 from eventstore.inputs import storable
@@ -48,6 +48,19 @@ class OperatorToken(BearerToken):
 
 
 operator_only = OperatorToken()
+
+
+class AdminToken(BearerToken):
+    """An admin's bearer token (forgetting a person), checked as OperatorToken is."""
+
+    async def __call__(self, request: HttpRequest) -> Caller | None:
+        caller = await super().__call__(request)
+        if caller is not None:
+            caller.require(Role.ADMIN)
+        return caller
+
+
+admin_only = AdminToken()
 
 
 class In(Schema):
@@ -122,7 +135,9 @@ async def open_account(request: HttpRequest, payload: OpenAccountIn) -> HttpResp
     return await command(request, 201, handlers.account_open, _account, **payload.model_dump())
 
 
-def _money_endpoint(path: str, handler: Callable[..., CommandResult], summary: str) -> None:
+def _money_endpoint(path: str, handler: Callable[..., CommandResult], summary: str, **fixed: Any) -> None:
+    """`fixed`: arguments the handler always gets from this endpoint (a deposit's channel)."""
+
     @router.post(
         f"/accounts/{{account_id}}/{path}",
         response=_responses(200, AccountCommandOut),
@@ -131,10 +146,11 @@ def _money_endpoint(path: str, handler: Callable[..., CommandResult], summary: s
         auth=operator_only,
     )
     async def endpoint(request: HttpRequest, account_id: UUID, payload: MoneyIn) -> HttpResponse:
-        return await command(request, 200, handler, _account, account_id=account_id, **payload.model_dump())
+        arguments = {**payload.model_dump(), **fixed}
+        return await command(request, 200, handler, _account, account_id=account_id, **arguments)
 
 
-_money_endpoint("deposits", handlers.account_deposit, "Deposit")
+_money_endpoint("deposits", handlers.account_deposit, "Deposit", channel="api")
 _money_endpoint("withdrawals", handlers.account_withdraw, "Withdraw (not below the overdraft limit, not when frozen)")
 
 
@@ -161,3 +177,22 @@ _reason_endpoint("close", handlers.account_close, "Close an account (balance zer
 )
 async def request_transfer(request: HttpRequest, payload: TransferIn) -> HttpResponse:
     return await command(request, 202, handlers.transfer_request, _transfer, **payload.model_dump())
+
+
+@router.post(
+    "/accounts/{account_id}/forget",
+    response=_responses(200, ForgetOut),
+    summary="Forget the account's owner (admin): the name goes from the log, read models, snapshots and caches",
+    operation_id="account_forget",
+    auth=admin_only,
+)
+async def forget_owner(request: HttpRequest, account_id: UUID) -> HttpResponse:
+    """200 again when the owner was forgotten before (`already_forgotten`): the key is destroyed
+    again, nothing is appended."""
+    caller: Caller = request.auth  # type: ignore[attr-defined]
+    caller.require(Role.ADMIN)
+    done = await in_thread(forgetting.forget_owner)(account_id, _sender(request, caller))
+    body = {**_account(done.result), "already_forgotten": done.already}
+    response = JsonResponse(body, status=200)
+    response["ETag"] = f'"{done.result.version}"'
+    return response

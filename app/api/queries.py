@@ -11,7 +11,17 @@ from ninja import Query, Router, Schema
 from pydantic import Field
 
 from app.api.errors import ApiError
-from app.api.schemas import READ_ERRORS, EventPage, EventTypeOut, LogPage, Number, QueryText, StateOut, Version
+from app.api.schemas import (
+    READ_ERRORS,
+    STREAM_READ_ERRORS,
+    EventPage,
+    EventTypeOut,
+    LogPage,
+    Number,
+    QueryText,
+    StateOut,
+    Version,
+)
 from app.core.threads import in_thread
 from eventstore import timeline
 from eventstore.aggregate import aggregate_types
@@ -41,14 +51,27 @@ def event_json(e: RecordedEvent) -> dict[str, Any]:
     }
 
 
+def refuse_tombstoned(store: EventStore, stream_id: UUID) -> None:
+    """410 `stream_gone` for a tombstoned stream: its events are history that no one may extend."""
+    tombstone = store.tombstone_of(stream_id)
+    if tombstone is not None:
+        when = tombstone.tombstoned_at.isoformat()
+        raise ApiError(410, "stream_gone", f"stream {stream_id} was tombstoned", tombstoned_at=when)
+
+
 class StreamQuery(Schema):
     from_version: Version = 1
     limit: Number = Field(100, ge=1, le=MAX_PAGE)
 
 
-@router.get("/streams/{stream_id}/events", response={200: EventPage, **READ_ERRORS}, summary="A stream's events")
+@router.get("/streams/{stream_id}/events", response={200: EventPage, **STREAM_READ_ERRORS}, summary="A stream's events")
 async def stream_events(request: HttpRequest, stream_id: UUID, q: Query[StreamQuery]) -> dict[str, Any]:
-    events = await in_thread(EventStore().read_stream)(stream_id, from_version=q.from_version, limit=q.limit)
+    def read() -> list[RecordedEvent]:
+        store = EventStore()
+        refuse_tombstoned(store, stream_id)
+        return store.read_stream(stream_id, from_version=q.from_version, limit=q.limit)
+
+    events = await in_thread(read)()
     if not events and q.from_version == 1:
         raise ApiError(404, "not_found", f"no stream {stream_id}")
     return {"items": [event_json(e) for e in events]}
@@ -85,7 +108,7 @@ class StateQuery(Schema):
 
 @router.get(
     "/aggregates/{category}/{stream_id}/state",
-    response={200: StateOut, **READ_ERRORS},
+    response={200: StateOut, **STREAM_READ_ERRORS},
     summary="An aggregate's state, now, at a version or at a time",
 )
 async def aggregate_state(request: HttpRequest, category: str, stream_id: UUID, q: Query[StateQuery]) -> dict:
@@ -98,6 +121,7 @@ async def aggregate_state(request: HttpRequest, category: str, stream_id: UUID, 
         raise ApiError(422, "validation_error", "at needs a time zone", fields={"at": ["naive time"]})
 
     def load() -> dict[str, Any]:
+        refuse_tombstoned(EventStore(), stream_id)
         try:
             aggregate = Repository(kind).load(stream_id, version=q.version, at=q.at)
         except AggregateNotFound:

@@ -48,6 +48,7 @@ ERRORS: dict[int, Any] = {
     403: ErrorOut,
     404: ErrorOut,
     409: ErrorOut,
+    410: ErrorOut,
     413: ErrorOut,
     415: ErrorOut,
     422: ErrorOut,
@@ -55,12 +56,18 @@ ERRORS: dict[int, Any] = {
     503: ErrorOut,
 }
 READ_ERRORS: dict[int, Any] = {k: v for k, v in ERRORS.items() if k in (401, 403, 404, 422, 429)}
+# reads of one stream also answer 410 for a tombstoned one
+STREAM_READ_ERRORS: dict[int, Any] = {**READ_ERRORS, 410: ErrorOut}
 
 
 class AccountCommandOut(Schema):
     account_id: UUID
     version: int
     position: int
+
+
+class ForgetOut(AccountCommandOut):
+    already_forgotten: bool  # the owner had been forgotten before: nothing was appended this time
 
 
 class TransferCommandOut(Schema):

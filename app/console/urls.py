@@ -1,6 +1,6 @@
 """The console's pages: each views module lists its own urlpatterns."""
 
-from app.console.views import catalog, dashboard, ledger, log, projections, streams, users
+from app.console.views import catalog, dashboard, dead_letters, ledger, log, projections, streams, users
 
 app_name = "console"
 urlpatterns = [
@@ -11,4 +11,5 @@ urlpatterns = [
     *projections.urlpatterns,
     *ledger.urlpatterns,
     *users.urlpatterns,
+    *dead_letters.urlpatterns,
 ]

@@ -14,7 +14,7 @@ task `core.sweep_idempotency`, app/core/tasks.py) so the table does not grow for
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 from uuid import UUID, uuid5
@@ -110,3 +110,16 @@ def sweep(*, batch: int = SWEEP_BATCH, max_batches: int = SWEEP_MAX_BATCHES) -> 
         if gone < batch:
             return deleted, False
     return deleted, True
+
+
+def erase(stream_ids: Iterable[UUID], *, keep: tuple[int | None, str | None] = (None, None)) -> int:
+    """Delete the kept results of commands on streams of a subject being forgotten: a key and a
+    request fingerprint (a SHA-256 of a body that may hold the name) come from requests about the
+    person. `keep` (user id, key): the record of the forgetting request itself, which names no
+    one. Returns how many went. (A full scan of at most a day of records: forgetting is rare.)"""
+    records = ProcessedCommand.objects.filter(result__stream_id__in=[str(s) for s in stream_ids])
+    user_id, key = keep
+    if user_id is not None and key is not None:
+        records = records.exclude(user_id=user_id, key=key)
+    gone, _ = records.delete()
+    return gone

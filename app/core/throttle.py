@@ -29,6 +29,8 @@ from axes.helpers import make_cache_key_list
 from django.conf import settings
 from django.http import HttpRequest
 
+from app.core import metrics
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -114,8 +116,14 @@ class LoginThrottle(AxesCacheHandler):
         self, sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
     ) -> None:
         refused = request is not None and getattr(request, "axes_locked_out", False)
+        metrics.LOGIN_FAILURES.labels("locked_out" if refused else "credentials").inc()
         super().user_login_failed(sender, credentials, request, **kwargs)
-        if request is None or refused or self.is_whitelisted(request, credentials):
+        if request is None or refused:
+            return
+        locked = getattr(request, "axes_locked_out", False)  # this failure began the lock per username and address
+        if locked:
+            metrics.LOGIN_LOCKOUTS.inc()
+        if self.is_whitelisted(request, credentials):
             return
         key = address_key(request.axes_ip_address)  # type: ignore[attr-defined]
         added = self.cache.add(key, 1, timeout=settings.LOGIN_COOLOFF_S)
@@ -123,6 +131,8 @@ class LoginThrottle(AxesCacheHandler):
         if not added:
             self.cache.touch(key, timeout=settings.LOGIN_COOLOFF_S)
         if count >= settings.LOGIN_MAX_FAILURES_PER_ADDRESS:
+            if not locked:
+                metrics.LOGIN_LOCKOUTS.inc()
             request.axes_locked_out = True  # type: ignore[attr-defined]
             request.axes_credentials = credentials  # type: ignore[attr-defined]
 

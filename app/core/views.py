@@ -19,12 +19,14 @@ from django.urls import reverse
 
 from app.core.health import health
 from app.core.threads import in_thread
+from app.core.unavailable import retry_after
 
 LOCKED_OUT = "Too many failed attempts. Wait a few minutes, then try again."
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database, the broker and at least one worker answer; 503 naming what failed."""
+    """200 when the database, the broker and at least one worker answer; 503 naming what failed,
+    with Retry-After."""
     state = await in_thread(health)()
     body: dict[str, Any] = {
         "status": "ok" if state.ok else "unavailable",
@@ -32,9 +34,12 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         "broker": "ok" if state.broker is None else "unavailable",
         "workers": len(state.workers),
     }
-    if not state.ok:
-        body["failing"] = state.failing
-    return JsonResponse(body, status=200 if state.ok else 503)
+    if state.ok:
+        return JsonResponse(body)
+    body["failing"] = state.failing
+    response = JsonResponse(body, status=503)
+    response["Retry-After"] = retry_after()  # a probe, or a client, is told when to look again
+    return response
 
 
 class LoginPage(LoginView):

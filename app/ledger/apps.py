@@ -7,4 +7,4 @@ class LedgerConfig(AppConfig):
     verbose_name = "Ledger"
 
     def ready(self) -> None:
-        from app.ledger import process, projections, registry  # noqa: F401  (registers event types, projections, process)
+        from app.ledger import inbound, integration, process, projections, registry  # noqa: F401  (registers event types, integration events, projections, process, inbound messages)

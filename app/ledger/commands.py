@@ -5,7 +5,8 @@
 `send` refuses while the read models are too far behind (backpressure), builds the command's
 context (who sends it, its command id, If-Match, the request id), keeps the result of a command
 sent with an Idempotency-Key, and runs the handler. Handlers (app/ledger/handlers.py) go through
-`change` (or `create`), the one load-act-save loop, which retries a lost race; the process
+`change` (or `create`), the one load-act-save loop, which retries a lost race (a keyed command, which
+runs in a transaction, is run again whole, in a new one: see LostRaceInTransaction); the process
 manager's steps go through it too (`step`), with ids derived from the event that triggers them.
 
 Event ids derive from the command id, so a command sent again cannot append twice: its events
@@ -17,6 +18,7 @@ are found in the log and their result is answered again ("repeated").
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,12 +27,15 @@ from typing import Any, Literal, NamedTuple, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 import psycopg
+import structlog
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.core.cache import cache
+from django.db import InterfaceError, OperationalError, transaction
 from pydantic import ValidationError
 
-from app.core import idempotency
+from app.core import command_rate, idempotency, logs, metrics
 from app.ledger.domain.errors import LedgerError
+from eventstore import tracing
 from eventstore.aggregate import AggregateLike
 from eventstore.contract import Store
 from eventstore.errors import (
@@ -38,6 +43,7 @@ from eventstore.errors import (
     ConcurrencyError,
     DuplicateEventError,
     InvalidEventData,
+    StreamTombstoned,
     SubjectForgotten,
     UnknownEventType,
 )
@@ -46,6 +52,7 @@ from eventstore.repository import Repository, StateCache
 from eventstore.store import EventStore
 from projections import backpressure
 
+log = structlog.get_logger(__name__)
 CONFLICT_RETRIES = 3
 A = TypeVar("A", bound=AggregateLike)
 Outcome = Literal["appended", "unchanged", "repeated"]
@@ -94,6 +101,19 @@ class NotFound(Exception):
         self.kind, self.id = kind, id
 
 
+class LostRaceInTransaction(Exception):
+    """A command inside a transaction (one sent with an Idempotency-Key) lost the race for its
+    stream. It must not try again in that transaction: the failed append gave the transaction its
+    id, older than the winner's, and an event appended later under that id would be read before the
+    winner's (the log's read order is by transaction id first), so a projection would see the
+    stream's versions out of order and skip one (the soak found a debit lost from a balance so).
+    The whole command runs again in a new transaction (`send`)."""
+
+    def __init__(self, conflict: ConcurrencyError) -> None:
+        super().__init__(str(conflict))
+        self.conflict = conflict
+
+
 class Backpressure(Exception):
     """The read models are too far behind: a command now would only grow the backlog."""
 
@@ -117,7 +137,29 @@ class Sender:
 
 def send(handler: Callable[..., CommandResult], sender: Sender, **arguments: Any) -> CommandResult:
     """Run one command for a user: refused while the read models are too far behind; with an
-    Idempotency-Key, the first result of the same request is answered again."""
+    Idempotency-Key, the first result of the same request is answered again. Counted by name
+    and outcome (app.core.metrics, and per slot for the dashboard: app.core.command_rate)."""
+    started = time.perf_counter()
+    try:
+        result = _send(handler, sender, **arguments)
+    except Exception as exc:
+        _counted(handler.__name__, exc, time.perf_counter() - started)
+        raise
+    _counted(handler.__name__, None, time.perf_counter() - started)
+    return result
+
+
+def _counted(command: str, exc: Exception | None, seconds: float) -> None:
+    """ok, the error code of a refusal (the contract's), or "error" for what has none (a 500)."""
+    answer = refusal(exc) if exc is not None else None
+    outcome = "ok" if exc is None else answer.code if answer is not None else "error"
+    metrics.COMMANDS.labels(command, outcome).inc()
+    metrics.COMMAND_SECONDS.labels(command).observe(seconds)
+    status = 200 if exc is None else answer.status if answer is not None else 500
+    command_rate.count("ok" if status < 400 else "refused" if status < 500 else "error")
+
+
+def _send(handler: Callable[..., CommandResult], sender: Sender, **arguments: Any) -> CommandResult:
     if backpressure.too_far_behind():
         raise Backpressure()
     key = sender.idempotency_key
@@ -130,6 +172,7 @@ def send(handler: Callable[..., CommandResult], sender: Sender, **arguments: Any
     ctx = CommandContext(
         actor=sender.actor,
         command_id=command_id,
+        correlation_id=logs.correlation_id(),  # the request's, which its log lines carry
         expected_version=sender.expected_version,
         request_id=sender.request_id,
     )
@@ -137,9 +180,20 @@ def send(handler: Callable[..., CommandResult], sender: Sender, **arguments: Any
         return handler(ctx=ctx, **arguments)
     if sender.user_id is None:
         raise ValueError("an Idempotency-Key belongs to a user: the sender needs a user_id")
-    return idempotency.run(
-        sender.user_id, key, sender.fingerprint, lambda: handler(ctx=ctx, **arguments), keep=_kept, restore=_restored
-    )
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            return idempotency.run(
+                sender.user_id,
+                key,
+                sender.fingerprint,
+                lambda: handler(ctx=ctx, **arguments),
+                keep=_kept,
+                restore=_restored,
+            )
+        except LostRaceInTransaction as lost:  # rolled back whole: run it again in a new transaction
+            if attempt == CONFLICT_RETRIES:
+                raise lost.conflict from None
+    raise AssertionError("unreachable")
 
 
 def _kept(result: CommandResult) -> Mapping[str, Any]:
@@ -153,6 +207,13 @@ def _restored(kept: Mapping[str, Any]) -> CommandResult:
 # -- the store commands act on ----------------------------------------------------------------
 # The states commands act on, kept between commands in this process (see StateCache).
 STATES = StateCache()
+# Forgetting a subject bumps a generation in Redis (Django's cache); every process (web, worker)
+# compares it with the one its STATES were kept under before using them, at most once a
+# FORGET_CHECK_S, and drops them all when it moved: no process keeps a forgotten owner's name.
+# (A state kept a moment longer is never wrong: a load folds the AccountOwnerForgotten after it.)
+FORGET_GENERATION_KEY = "eventfold:ledger:forget-generation"
+FORGET_CHECK_S = 1.0
+_generation: dict[str, Any] = {"seen": None, "checked_at": float("-inf")}
 _store: ContextVar[tuple[Store, StateCache] | None] = ContextVar("ledger_store", default=None)
 
 
@@ -175,8 +236,47 @@ def store() -> Store:
 def repository(kind: type[A]) -> Repository[A]:
     chosen = _store.get()
     if chosen is None:
-        return Repository(kind, EventStore(), cache=STATES)
+        return Repository(kind, EventStore(), cache=_current_states())
     return Repository(kind, chosen[0], cache=chosen[1])
+
+
+def _current_states() -> StateCache:
+    """STATES, emptied first if a subject was forgotten since they were kept (see FORGET_GENERATION_KEY)."""
+    now = time.monotonic()
+    if now - _generation["checked_at"] < FORGET_CHECK_S:
+        return STATES
+    _generation["checked_at"] = now
+    try:
+        generation = cache.get(FORGET_GENERATION_KEY, 0)
+    except Exception:  # Redis out of reach: the states stay (they are still right; see above)
+        log.debug("the forget generation could not be read; the cached states stay")
+        return STATES
+    if generation != _generation["seen"]:
+        STATES.clear()
+        _generation["seen"] = generation
+    return STATES
+
+
+def drop_cached_states() -> None:
+    """Every process drops the states it keeps (this one at once, the others on their next check)."""
+    STATES.clear()
+    _generation["checked_at"] = float("-inf")
+    try:
+        cache.add(FORGET_GENERATION_KEY, 0, timeout=None)
+        cache.incr(FORGET_GENERATION_KEY)
+    except Exception:  # the forgetting is committed: say so, not 500 (the states are still right)
+        log.warning("Redis out of reach: other processes keep their cached states until they restart")
+
+
+@contextmanager
+def one_transaction() -> Iterator[None]:
+    """A transaction on the store commands act on (none on an in-memory store: each append is one)."""
+    chosen = store()
+    if isinstance(chosen, EventStore):
+        with transaction.atomic(using=chosen.using):
+            yield
+    else:
+        yield
 
 
 def load(kind: type[A], stream_id: UUID) -> A:
@@ -192,9 +292,35 @@ def _load(repo: Repository[A], stream_id: UUID) -> A:
 
 
 # -- the one load-act-save loop -----------------------------------------------------------------
+@contextmanager
+def running(ctx: CommandContext, command: str, stream_id: UUID) -> Iterator[None]:
+    """What runs a command: its log lines carry its correlation, cause and stream, and, when
+    tracing is on, it is a span (whose appends pass the trace on in the events' metadata)."""
+    correlation_id = str(ctx.correlation_id or ctx.command_id)
+    causation_id = str(ctx.causation_id or ctx.command_id)
+    with (
+        structlog.contextvars.bound_contextvars(
+            correlation_id=correlation_id, causation_id=causation_id, command=command, stream=str(stream_id)
+        ),
+        tracing.span(
+            f"command {command}",
+            {
+                "eventfold.command": command,
+                "eventfold.stream": str(stream_id),
+                "eventfold.correlation_id": correlation_id,
+                "eventfold.causation_id": causation_id,
+            },
+        ),
+    ):
+        yield
+
+
 def create(aggregate: AggregateLike, ctx: CommandContext, command: str) -> CommandResult:
     """Append a new aggregate's first events (the stream must not exist yet)."""
-    return _save(repository(type(aggregate)), aggregate, ctx, command, NO_STREAM)
+    with running(ctx, command, aggregate.id):
+        result = _save(repository(type(aggregate)), aggregate, ctx, command, NO_STREAM)
+        log.debug("command done", outcome=result.outcome, version=result.version, position=result.position)
+        return result
 
 
 def change(
@@ -203,17 +329,29 @@ def change(
     """Load, act, append what the act recorded at the version loaded. A lost race reloads and acts
     again (at most CONFLICT_RETRIES times), unless the sender named the version (If-Match)."""
     repo = repository(kind)
-    for attempt in range(CONFLICT_RETRIES + 1):
-        aggregate = _load(repo, stream_id)
-        if ctx.expected_version is not None and aggregate.version != ctx.expected_version:
-            raise ConcurrencyError(stream_id, ctx.expected_version, aggregate.version)
-        act(aggregate)
-        try:
-            return _save(repo, aggregate, ctx, command, aggregate.version)
-        except ConcurrencyError:
-            if ctx.expected_version is not None or attempt == CONFLICT_RETRIES:
-                raise
+    with running(ctx, command, stream_id):
+        for attempt in range(CONFLICT_RETRIES + 1):
+            aggregate = _load(repo, stream_id)
+            if ctx.expected_version is not None and aggregate.version != ctx.expected_version:
+                raise ConcurrencyError(stream_id, ctx.expected_version, aggregate.version)
+            act(aggregate)
+            try:
+                result = _save(repo, aggregate, ctx, command, aggregate.version)
+            except ConcurrencyError as exc:
+                if ctx.expected_version is not None or attempt == CONFLICT_RETRIES:
+                    raise
+                if _in_transaction():
+                    raise LostRaceInTransaction(exc) from exc
+                log.debug("command lost a race; loading again", attempt=attempt + 1)
+                continue
+            log.debug("command done", outcome=result.outcome, version=result.version, position=result.position)
+            return result
     raise AssertionError("unreachable")
+
+
+def _in_transaction() -> bool:
+    """Whether appends on the real store join a caller's transaction (a keyed command's)."""
+    return _store.get() is None and transaction.get_connection().in_atomic_block
 
 
 def step(
@@ -305,6 +443,9 @@ REFUSALS: dict[type[Exception], Callable[[Any], Refusal]] = {
         409, "idempotency_key_reused", "this command's id was used before for another command"
     ),
     SubjectForgotten: lambda e: Refusal(422, "subject_forgotten", "this account's owner was forgotten"),
+    StreamTombstoned: lambda e: Refusal(
+        409, "stream_tombstoned", "this stream is tombstoned: it accepts no more events"
+    ),
     Backpressure: lambda e: Refusal(
         503, "backpressure", str(e), headers={"Retry-After": str(settings.BACKPRESSURE_RETRY_AFTER_S)}
     ),
@@ -328,6 +469,7 @@ CODES: dict[str, int] = {
     "validation_error": 422,
     "concurrency_conflict": 409,
     "idempotency_key_reused": 409,
+    "stream_tombstoned": 409,
     "subject_forgotten": 422,
     "backpressure": 503,
     "unavailable": 503,

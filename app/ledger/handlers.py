@@ -9,10 +9,19 @@ from __future__ import annotations
 
 from uuid import UUID, uuid5
 
-from app.ledger.commands import CommandContext, CommandResult, change, create, load, step, store
+from app.ledger.commands import (
+    CommandContext,
+    CommandResult,
+    change,
+    create,
+    load,
+    one_transaction,
+    step,
+    store,
+)
 from app.ledger.domain import errors
 from app.ledger.domain.account import Account
-from app.ledger.domain.events import FailureReason
+from app.ledger.domain.events import Channel, FailureReason
 from app.ledger.domain.transfer import Transfer, TransferState
 
 
@@ -26,8 +35,18 @@ def account_open(
     return create(account, ctx, "OpenAccount")
 
 
-def account_deposit(*, account_id: UUID, amount: int, reference: str = "", ctx: CommandContext) -> CommandResult:
-    return change(Account, account_id, ctx, "Deposit", lambda a: a.deposit(amount, reference))
+def account_deposit(
+    *,
+    account_id: UUID,
+    amount: int,
+    reference: str = "",
+    channel: Channel = "unknown",
+    currency: str | None = None,
+    ctx: CommandContext,
+) -> CommandResult:
+    """A deposit, with the channel it came in through (the API's "api", the console's "console",
+    the inbox's "inbox"); in `currency`, when the sender names one (an inbound payment does)."""
+    return change(Account, account_id, ctx, "Deposit", lambda a: a.deposit(amount, reference, channel, currency))
 
 
 def account_withdraw(*, account_id: UUID, amount: int, reference: str = "", ctx: CommandContext) -> CommandResult:
@@ -44,6 +63,18 @@ def account_unfreeze(*, account_id: UUID, reason: str = "", ctx: CommandContext)
 
 def account_close(*, account_id: UUID, reason: str = "", ctx: CommandContext) -> CommandResult:
     return change(Account, account_id, ctx, "CloseAccount", lambda a: a.close(reason))
+
+
+def account_forget(*, account_id: UUID, ctx: CommandContext) -> CommandResult:
+    """Forget the owner: record AccountOwnerForgotten (unless recorded before), then, in the same
+    transaction, destroy the subject's key and drop the stream's snapshot, whose state may hold
+    the name. Run again (after a restored backup brought the key back) it destroys the key again.
+    The append stays the transaction's first write."""
+    with one_transaction():
+        result = change(Account, account_id, ctx, "ForgetOwner", lambda a: a.forget_owner())
+        store().subject_keys.forget(account_id)
+        store().drop_snapshot(account_id)
+    return result
 
 
 # -- transfers ----------------------------------------------------------------------------------

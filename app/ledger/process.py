@@ -31,6 +31,7 @@ from app.ledger.models import TransferSummary
 from eventstore.errors import ConcurrencyError
 from eventstore.records import RecordedEvent
 from eventstore.store import EventStore
+from projections.context import applying
 from projections.processes import ProcessManager, handles, register
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,10 @@ def expire_transfers(*, deadline_s: float, now: datetime | None = None) -> list[
     expired = []
     for transfer_id in candidates:
         [requested] = store.read_stream(transfer_id, limit=1)
-        try:
-            if handlers.transfer_expire(transfer_id=transfer_id, ctx=context(requested)) is not None:
-                expired.append(transfer_id)
-        except ConcurrencyError:  # the process manager kept moving it: the next sweep looks again
-            log.info("transfer %s moved while expiring it", transfer_id)
+        with applying("transfer_expiry", requested, "expire"):  # in the request's correlation and trace
+            try:
+                if handlers.transfer_expire(transfer_id=transfer_id, ctx=context(requested)) is not None:
+                    expired.append(transfer_id)
+            except ConcurrencyError:  # the process manager kept moving it: the next sweep looks again
+                log.info("transfer %s moved while expiring it", transfer_id)
     return expired

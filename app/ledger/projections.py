@@ -7,6 +7,7 @@ from datetime import UTC
 from typing import Any
 from uuid import UUID
 
+from eventstore.personal_data import FORGOTTEN
 from eventstore.records import RecordedEvent
 from projections.base import Projection, handles, register
 from projections.bulk import NULL, Table, text
@@ -74,6 +75,15 @@ class AccountSummaryProjection(Projection):
             [STATUS.get(e.type), e.version, e.recorded_at, e.stream_id, e.version],
         )
 
+    @handles("ledger.AccountOwnerForgotten")
+    def forgotten(self, e: RecordedEvent, cur: Any) -> None:
+        """The name goes; a replay finds FORGOTTEN in AccountOpened already (its key is gone)."""
+        cur.execute(
+            "UPDATE ledger_account SET owner = %s, version = %s, updated_at = %s "
+            "WHERE account_id = %s AND version < %s",
+            [FORGOTTEN, e.version, e.recorded_at, e.stream_id, e.version],
+        )
+
     def rebuild_batch(self, events: list[RecordedEvent], cur: Any, memo: dict[str, Any]) -> None:
         rows = memo.setdefault("accounts", {})
         ACCOUNTS.cached(cur, rows, (e.stream_id for e in events), memo.get("complete", False))
@@ -99,6 +109,8 @@ class AccountSummaryProjection(Projection):
                 continue
             if e.type in STATUS:
                 row["status"] = STATUS[e.type]
+            elif e.type == "ledger.AccountOwnerForgotten":
+                row["owner"] = FORGOTTEN
             elif e.type != "ledger.TransferSettled":
                 row["balance"] = int(row["balance"]) + _delta(e)
             row["version"], row["updated_at"] = e.version, e.recorded_at

@@ -16,6 +16,8 @@ from uuid import UUID
 
 from django.db.models import Q
 
+from app.ledger.commands import NotFound, load
+from app.ledger.domain.account import Account
 from app.ledger.models import AccountSummary, Entry, TransferSummary
 from eventstore.inputs import MAX_INT, parse_int, text_problem
 
@@ -66,6 +68,18 @@ def _page(rows: Any, limit: int, key: Any) -> Page[Any]:
 
 def account_get(account_id: UUID) -> AccountSummary | None:
     return AccountSummary.objects.filter(account_id=account_id).first()
+
+
+def account_currency(account_id: UUID) -> str | None:
+    """An account's currency (it never changes): from the read model, or from the log for an
+    account opened a moment ago that the read model does not show yet; None for no account."""
+    found = AccountSummary.objects.filter(account_id=account_id).values_list("currency", flat=True).first()
+    if found is not None:
+        return found
+    try:
+        return load(Account, account_id).state.currency
+    except NotFound:
+        return None
 
 
 def account_list(

@@ -45,6 +45,10 @@ def server(django_db_setup, django_db_blocker, celery_worker_process, tmp_path_f
         DATABASE_URL=worker_database_url(),
         EVENTFOLD_QUEUE_PREFIX=settings.QUEUE_PREFIX,
         PGAPPNAME=f"e2e-server-{os.getpid()}",
+        # Every test here comes from 127.0.0.1, and the generated requests alone send hundreds
+        # without a token in a minute: the per-address bound of anonymous requests is tested
+        # in-process (tests/integration/api/test_rate_limit.py), not here.
+        API_ANON_RATE_LIMIT="1000000",
     )
     env.pop("TEST_DATABASE_NAME", None)
     cmd = [sys.executable, "-m", "uvicorn", "app.asgi:application", "--port", str(port), "--log-level", "warning"]

@@ -53,3 +53,38 @@ def test_the_dashboard_shows_activity_totals_and_health_and_its_chart_grows_live
     )
     assert page.evaluate("window.notReloaded") is True
     expect(page.locator("#dash-stats [data-testid=events-total]")).not_to_have_text("0")
+
+
+def shown(page, testid: str) -> int:
+    return int(page.locator(f"#dash-commands [data-testid={testid}]").inner_text())
+
+
+@pytest.mark.usefixtures("worker")
+def test_the_command_rate_and_error_rate_beside_the_chart_follow_commands_live(page, server):
+    from app.ledger import commands
+    from app.ledger.domain.errors import InsufficientFunds
+
+    sender = commands.Sender(actor="dashboard-test")
+    account = commands.send(handlers.account_open, sender, owner="Cora Count", currency="EUR").stream_id
+    log_in(page, console_user("cora", "viewer"))
+    page.goto("/")
+    expect(page.locator("#live-state")).to_have_text("live")
+    page.evaluate("window.notReloaded = true")
+    expect(page.locator("#dash-commands svg.chart")).to_be_visible()
+    ok, refused = shown(page, "commands-ok"), shown(page, "commands-refused")
+    assert ok >= 1  # the account opened above
+
+    with pytest.raises(InsufficientFunds):
+        commands.send(handlers.account_withdraw, sender, account_id=account, amount=10**6)
+    for amount in (1, 2, 3):
+        commands.send(handlers.account_deposit, sender, account_id=account, amount=amount)
+    page.wait_for_function(
+        """([ok, refused]) => {
+            const n = id => +document.querySelector(`#dash-commands [data-testid=${id}]`).textContent;
+            return n('commands-ok') >= ok && n('commands-refused') >= refused;
+        }""",
+        arg=[ok + 3, refused + 1],
+        timeout=8000,
+    )
+    assert page.evaluate("window.notReloaded") is True
+    assert page.locator("#dash-commands rect").count() >= 1

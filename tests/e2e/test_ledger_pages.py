@@ -53,7 +53,7 @@ def test_a_viewer_sees_no_operator_controls(worker, page):  # noqa: F811
         ("/accounts/?owner=vic%27s", "Vic's Source"),
         (f"/accounts/{source}/", "Entries"),
         ("/transfers/", "Vic's Target"),
-        (f"/transfers/{transfer}/", "Transfer of 100 EUR"),
+        (f"/transfers/{transfer}/", "Transfer of 1.00 EUR"),
     ):
         page.goto(url)
         expect(page.locator("main")).to_contain_text(shown)
@@ -67,24 +67,44 @@ def test_a_refusal_shows_next_to_its_form_and_nothing_else_reloads(worker, page)
     account = account_with("Wendy Withdraw", 100)
     log_in(page, console_user("olga", "operator"))
     page.goto(f"/accounts/{account}/")
-    expect(page.locator("#balance")).to_contain_text("100 EUR")
+    expect(page.locator("#balance")).to_contain_text("1.00 EUR")
     page.evaluate("window.notReloaded = true")
     page.locator("#deposit-reference").fill("typed, not sent")  # another form: it must keep this
 
     withdraw = page.locator("#form-withdraw")
-    withdraw.get_by_label("Amount").fill("500")
+    withdraw.get_by_label("Amount (EUR)").fill("5.00")
     withdraw.get_by_role("button", name="Withdraw").click()
     refusal = page.locator("#form-withdraw .refusal")
-    expect(refusal).to_contain_text("Insufficient funds: withdrawing 500 would take the balance of 100 below")
-    expect(page.locator("#form-withdraw").get_by_label("Amount")).to_have_value("500")
+    expect(refusal).to_contain_text("Insufficient funds: withdrawing 5.00 EUR would take the balance of 1.00 EUR below")
+    expect(page.locator("#form-withdraw").get_by_label("Amount (EUR)")).to_have_value("5.00")
     assert page.evaluate("window.notReloaded") is True
     expect(page.locator("#deposit-reference")).to_have_value("typed, not sent")
-    expect(page.locator("#balance")).to_contain_text("100 EUR")
+    expect(page.locator("#balance")).to_contain_text("1.00 EUR")
     page.screenshot(path=str(SCREENSHOTS / "test_a_refusal_shows_next_to_its_form-refused.png"), full_page=True)
 
-    page.locator("#form-withdraw").get_by_label("Amount").fill("40")
+    page.locator("#form-withdraw").get_by_label("Amount (EUR)").fill("0.40")
     page.locator("#form-withdraw").get_by_role("button", name="Withdraw").click()
-    expect(page.locator(".messages")).to_contain_text("Withdrew 40 EUR.")
-    expect(page.locator("#balance")).to_contain_text("60 EUR")  # the redirect waited for the read model
-    expect(page.locator("table.entries tbody tr").first).to_contain_text("-40")
+    expect(page.locator(".messages")).to_contain_text("Withdrew 0.40 EUR.")
+    expect(page.locator("#balance")).to_contain_text("0.60 EUR")  # the redirect waited for the read model
+    expect(page.locator("table.entries tbody tr").first).to_contain_text("-0.40")
     expect(page.locator("#form-withdraw .refusal")).to_have_count(0)
+
+
+def test_an_admin_forgets_an_owner_after_typing_the_account_id(worker, page):  # noqa: F811
+    account = account_with("Gwendolyn Gone", 250)
+    log_in(page, console_user("ada", "admin"))
+    page.goto(f"/accounts/{account}/")
+    expect(page.locator("h1")).to_contain_text("Gwendolyn Gone")
+    forget = page.locator("#form-forget")
+    forget.get_by_label("Type the account id to confirm").fill("not the id")
+    forget.get_by_role("button", name="Forget the owner for good").click()
+    expect(page.locator("#form-forget")).to_contain_text("this is not the account's id: nothing was forgotten")
+    expect(page.locator("h1")).to_contain_text("Gwendolyn Gone")  # only the form was swapped
+
+    page.locator("#form-forget").get_by_label("Type the account id to confirm").fill(str(account))
+    page.locator("#form-forget").get_by_role("button", name="Forget the owner for good").click()
+    expect(page.get_by_text("The owner was forgotten")).to_be_visible()  # the notice
+    expect(page.locator("h1")).to_contain_text("[forgotten]")
+    expect(page.locator("#balance")).to_contain_text("2.50 EUR")
+    expect(page.locator("#form-forget")).to_have_count(0)
+    assert "Gwendolyn" not in page.content()

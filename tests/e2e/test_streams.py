@@ -22,7 +22,8 @@ def open_account_with_deposits() -> UUID:
 
 
 def balance(page) -> str:
-    return page.locator('#tm-state tr[data-field="balance"] td.value').inner_text().strip()
+    """The stored integer (the cell also shows it as money)."""
+    return page.locator('#tm-state tr[data-field="balance"] td.value .stored').inner_text().strip()
 
 
 def test_the_time_machine_shows_the_right_balance_at_a_chosen_earlier_version(page, transactional_db):
@@ -36,6 +37,7 @@ def test_the_time_machine_shows_the_right_balance_at_a_chosen_earlier_version(pa
     page.locator("#tm-slider").fill("3")  # the range input fires "input": htmx fetches the state
     page.wait_for_function("document.querySelector('#tm-version').innerText === 'Version 3 of 4'")
     assert balance(page) == str(DEPOSITS[0] + DEPOSITS[1])
+    assert page.locator('#tm-state tr[data-field="balance"] td.value .money').inner_text() == "= 40.00 EUR"
 
     page.click('.tm-versions a[data-version="2"]')  # a boosted link of the version list
     page.wait_for_function("document.querySelector('#tm-version').innerText === 'Version 2 of 4'")

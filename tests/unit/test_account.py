@@ -11,6 +11,7 @@ from app.ledger.domain.events import (
     AccountClosed,
     AccountFrozen,
     AccountOpened,
+    AccountOwnerForgotten,
     AccountUnfrozen,
     FundsDeposited,
     FundsWithdrawn,
@@ -45,6 +46,12 @@ def test_currency_is_three_capitals():
 
 def test_deposit():
     given(Account, OPENED).when(lambda a: a.deposit(500, "salary")).then(FundsDeposited(amount=500, reference="salary"))
+
+
+def test_a_deposit_that_names_its_currency_must_be_in_the_accounts():
+    deposit = FundsDeposited(amount=5, channel="inbox")
+    given(Account, OPENED).when(lambda a: a.deposit(5, channel="inbox", currency="EUR")).then(deposit)
+    given(Account, OPENED).when(lambda a: a.deposit(5, currency="USD")).then_raises(errors.CurrencyMismatch)
 
 
 def test_withdraw_within_the_balance():
@@ -142,3 +149,16 @@ def test_the_scenario_helper_fails_loudly():
         given(Account, OPENED).when(lambda a: a.deposit(1)).then_raises(errors.LedgerError)
     with pytest.raises(AssertionError):
         given(Account, OPENED).when(lambda a: a.deposit(1)).then(FundsDeposited(amount=2))
+
+
+# -- forgetting the owner ---------------------------------------------------------------------------
+def test_forgetting_the_owner_records_it_once_even_when_closed():
+    given(Account, OPENED, AccountClosed()).when(lambda a: a.forget_owner()).then(AccountOwnerForgotten())
+    given(Account, OPENED, AccountOwnerForgotten()).when(lambda a: a.forget_owner()).then_nothing()
+
+
+def test_a_forgotten_owner_is_the_marker_readers_get_for_a_destroyed_key():
+    from eventstore.personal_data import FORGOTTEN
+
+    state = Account.evolve(Account.evolve(Account.initial_state(), OPENED), AccountOwnerForgotten())
+    assert (state.owner, state.forgotten) == (FORGOTTEN, True)

@@ -203,6 +203,23 @@ def test_a_forgotten_subject_takes_no_new_personal_data(store):
     )
 
 
+def test_forgetting_appends_the_audit_event_once_destroys_the_key_and_drops_the_snapshot(store):
+    account = opened(balance=5)
+    store.save_snapshot(account, "account", 2, 1, "a snapshot naming Ann")
+    first = handlers.account_forget(account_id=account, ctx=ctx())
+    assert (first.outcome, types(store, account)[-1]) == ("appended", "AccountOwnerForgotten")
+    assert store.subject_keys.get([account]) == {account: None} and store.snapshot(account) is None
+    assert store.read_stream(account)[0].data["owner"] == "[forgotten]"
+    again = handlers.account_forget(account_id=account, ctx=ctx())
+    assert (again.outcome, again.version) == ("unchanged", first.version)
+    assert handlers.account_deposit(account_id=account, amount=3, ctx=ctx()).outcome == "appended"
+    assert commands.load(Account, account).state.balance == 8
+
+
+def test_forgetting_an_unknown_account_is_not_found(store):
+    assert refused(lambda: handlers.account_forget(account_id=uuid4(), ctx=ctx())) == (404, "not_found")
+
+
 def test_the_table_knows_every_business_rule_and_nothing_else():
     assert set(commands.CODES) >= {cls.code for cls in errors.LedgerError.__subclasses__()}
     assert commands.refusal(RuntimeError("a bug")) is None

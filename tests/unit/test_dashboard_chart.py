@@ -48,3 +48,50 @@ def test_types_beyond_the_palette_are_other(counts):
 def test_an_idle_log_draws_no_bars(counts):
     chart = dashboard.chart(NOW)
     assert chart["rects"] == [] and chart["legend"] == [] and chart["total"] == 0
+
+
+# -- the command chart beside it -------------------------------------------------------------------
+def _stub_slots(monkeypatch, found):
+    asked = []
+
+    def slots(first: int, last: int):
+        asked.append((first, last))
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    monkeypatch.setattr(dashboard.command_rate, "slots", slots)
+    return asked
+
+
+def test_commands_stack_by_kind_with_the_rates_of_the_last_full_slot(monkeypatch):
+    last_full = int(NOW.replace(second=0).timestamp()) - 10
+    asked = _stub_slots(
+        monkeypatch,
+        {
+            last_full - 10: {"ok": 10, "refused": 0, "error": 0},
+            last_full: {"ok": 20, "refused": 5, "error": 5},
+        },
+    )
+    chart = dashboard.command_chart(NOW)
+    assert asked == [(int((NOW - dashboard.SPAN).timestamp()) // 10 * 10, int(NOW.timestamp()))]
+    assert chart["available"] is True
+    assert (chart["rate_now"], chart["errors_now"], chart["refused_now"]) == ("3", "0.5", "0.5")
+    assert chart["total"] == 40
+    assert (chart["error_ratio"], chart["refused_ratio"]) == ("12.5", "12.5")
+    assert chart["tallest_per_s"] == "3"
+    assert [r["fill"] for r in chart["rects"]] == ["#2456c9", "#2456c9", "#b26b00", "#b42318"]
+    tallest = [r for r in chart["rects"] if r["title"].endswith("20 ok (2/s)")]
+    assert tallest and tallest[0]["x"] > chart["rects"][0]["x"]
+    assert chart["legend"] == [("ok", "#2456c9", 30), ("refused", "#b26b00", 5), ("error", "#b42318", 5)]
+
+
+def test_no_commands_draw_no_bars_and_a_zero_rate(monkeypatch):
+    _stub_slots(monkeypatch, {})
+    chart = dashboard.command_chart(NOW)
+    assert (chart["rects"], chart["total"], chart["rate_now"], chart["error_ratio"]) == ([], 0, "0", "0")
+
+
+def test_commands_unavailable_while_redis_is_down(monkeypatch):
+    _stub_slots(monkeypatch, ConnectionError("no redis"))
+    assert dashboard.command_chart(NOW) == {"available": False}

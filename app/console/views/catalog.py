@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
 
 from app.console import access
+from app.console.shared import shared
 from eventstore.browse import Counts, LogBrowser
 from eventstore.registry import registry
 from projections.base import projection_registry
@@ -23,7 +23,7 @@ COUNTS_TTL_S = 30
 def type_counts() -> Counts:
     """Events per type, shared by every viewer for a few seconds: on a big log even an estimate
     costs a catalog lookup, and an exact count a scan."""
-    return cache.get_or_set("console:counts:event_type", lambda: LogBrowser().counts("event_type"), COUNTS_TTL_S)
+    return shared("console:counts:event_type", lambda: LogBrowser().counts("event_type"), COUNTS_TTL_S)
 
 
 def consumers() -> dict[str, list[dict[str, str]]]:

@@ -1,6 +1,7 @@
 """Console: the Dashboard. The log's activity over the last minutes (an SVG chart rendered on
-the server, re-fetched on live hints), totals, projection health at a glance, and whether the
-broker and the workers answer.
+the server, re-fetched on live hints) and beside it the commands' rate and error rate (counted
+per slot in Redis by every process that sends commands: app.core.command_rate), totals,
+projection health at a glance, and whether the broker and the workers answer.
 
 Every part is a partial of one template, fetched on its own (`?part=chart`) when a hint says it
 may have changed. What they show is the same for every role, so reads are shared between pages
@@ -23,6 +24,7 @@ from django.urls import path
 from django.utils import timezone
 
 from app.console import access
+from app.core import command_rate
 from app.core.health import cached, health
 from app.ledger.models import AccountSummary, TransferSummary
 from app.ledger.selectors import STATUSES, TRANSFER_STATUSES
@@ -37,7 +39,10 @@ OLDER_SLOTS_FOR_S = SLOT.total_seconds()  # see activity()
 WIDTH, HEIGHT, LEFT, BOTTOM = 1200, 200, 48, 18
 PALETTE = ["#2456c9", "#17803d", "#b26b00", "#b42318", "#7c3aed", "#0e7490", "#be185d", "#4d7c0f"]
 OTHER_COLOUR = "#9ca3af"
-PARTS = ("stats", "chart", "projections", "health")
+PARTS = ("stats", "chart", "commands", "projections", "health")
+# The command chart beside it: the same slots, commands stacked by kind (ok, refused, error).
+COMMAND_WIDTH, COMMAND_HEIGHT = 400, 200
+COMMAND_COLOURS = {"ok": "#2456c9", "refused": "#b26b00", "error": "#b42318"}
 
 
 def totals() -> dict[str, Any]:
@@ -132,6 +137,64 @@ def chart(now: datetime) -> dict[str, Any]:
     }
 
 
+def command_chart(now: datetime) -> dict[str, Any]:
+    """Commands per SLOT over the last SPAN (app.core.command_rate, counted by every process that
+    sends commands), stacked: ok, refused (4xx), error (5xx); the rates of the last full slot and the
+    error rate over the span. `available` is False while Redis cannot be read."""
+    slots = int(SPAN / SLOT)
+    first = _slot_start(now - SPAN)
+    try:
+        counts = command_rate.slots(int(first.timestamp()), int(now.timestamp()))
+    except Exception:
+        return {"available": False}
+    by_index = {int((start - first.timestamp()) // SLOT.seconds): kinds for start, kinds in counts.items()}
+    tallest = max((sum(k.values()) for k in by_index.values()), default=0)
+    scale = (COMMAND_HEIGHT - BOTTOM - 8) / tallest if tallest else 0
+    bar = COMMAND_WIDTH / (slots + 1)
+    rects = []
+    for index, kinds in sorted(by_index.items()):
+        y = COMMAND_HEIGHT - BOTTOM
+        start = first + index * SLOT
+        for kind in command_rate.KINDS:
+            n = kinds.get(kind, 0)
+            if not n:
+                continue
+            h = n * scale
+            y -= h
+            rects.append(
+                {
+                    "x": round(index * bar, 1),
+                    "y": round(y, 1),
+                    "w": round(max(bar - 1, 0.5), 1),
+                    "h": round(max(h, 0.5), 1),
+                    "fill": COMMAND_COLOURS[kind],
+                    "title": f"{start:%H:%M:%S}: {n} {kind} ({n / SLOT.seconds:g}/s)",
+                }
+            )
+    last = by_index.get(slots - 1, {})
+    total = {kind: sum(k.get(kind, 0) for k in by_index.values()) for kind in command_rate.KINDS}
+    sent = sum(total.values())
+
+    def per_s(n: int) -> str:
+        return f"{n / SLOT.seconds:g}"
+
+    return {
+        "available": True,
+        "rects": rects,
+        "rate_now": per_s(sum(last.values())),
+        "errors_now": per_s(last.get("error", 0)),
+        "refused_now": per_s(last.get("refused", 0)),
+        "total": sent,
+        "error_ratio": f"{100 * total['error'] / sent:.1f}" if sent else "0",
+        "refused_ratio": f"{100 * total['refused'] / sent:.1f}" if sent else "0",
+        "legend": [(kind, COMMAND_COLOURS[kind], total[kind]) for kind in command_rate.KINDS],
+        "tallest_per_s": per_s(tallest),
+        "width": COMMAND_WIDTH,
+        "height": COMMAND_HEIGHT,
+        "axis_y": COMMAND_HEIGHT - BOTTOM,
+    }
+
+
 def projection_health() -> list[dict[str, Any]]:
     return [
         {k: p.get(k) for k in ("name", "kind", "status", "lag", "lag_seconds", "rebuild", "error")}
@@ -149,6 +212,8 @@ def _part(name: str) -> dict[str, Any]:
         return {"totals": cached("dashboard.totals", SHARED_FOR_S, totals)}
     if name == "chart":
         return {"chart": chart(timezone.now())}
+    if name == "commands":
+        return {"commands": command_chart(timezone.now())}
     if name == "projections":
         return {"projections": cached("dashboard.projections", SHARED_FOR_S, projection_health)}
     return {"health": system_health()}

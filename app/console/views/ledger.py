@@ -12,7 +12,7 @@ without JavaScript the whole page comes back with it. Live parts re-fetch themse
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode
@@ -27,14 +27,17 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from app.console import access
-from app.console.forms import CommandForm, MoneyForm, OpenAccountForm, ReasonForm, TransferForm
+from app.console.forms import CommandForm, ForgetForm, MoneyForm, OpenAccountForm, ReasonForm, TransferForm
 from app.core import headers
 from app.core.consistency import wait_applied
 from app.core.models import Role, has_role
 from app.core.threads import in_thread
-from app.ledger import commands, handlers, selectors
+from app.ledger import commands, forgetting, handlers, money, selectors
 from app.ledger.commands import CommandResult
+from app.ledger.domain.errors import LedgerError
+from app.ledger.models import AccountSummary
 from eventstore.inputs import MAX_BIGINT, parse_int
+from eventstore.personal_data import FORGOTTEN
 
 FORM_TEMPLATE = "console/command_form.html"
 PAGE_SIZE = 50
@@ -54,17 +57,27 @@ def send(
 ) -> CommandResult | None:
     """Send the form's command as the logged-in user (app/ledger/commands.py); None, and the form
     shows the refusal, if it was refused. The form's command id makes sending it twice harmless."""
+    return sending(request, form, lambda sender: commands.send(handler, sender, **arguments))
+
+
+def sending(
+    request: HttpRequest, form: CommandForm, run: Callable[[commands.Sender], CommandResult]
+) -> CommandResult | None:
+    """`run` the form's command with the logged-in user as its sender; None if it was refused."""
     sender = commands.Sender(
         actor=request.user.get_username(),
         command_id=form.cleaned_data["command_id"],
         request_id=headers.request_id_or_none(request.headers.get("X-Request-ID")),
     )
     try:
-        return commands.send(handler, sender, **arguments)
+        return run(sender)
     except commands.REFUSABLE as exc:
         answer = commands.refusal(exc)
         assert answer is not None
-        refuse(form, answer.code, answer.detail)
+        detail = answer.detail
+        if isinstance(exc, LedgerError) and (currency := form.currency):  # amounts said as money
+            detail = exc.detail_with(lambda minor: money.format_money(minor, currency))
+        refuse(form, answer.code, detail)
         return None
 
 
@@ -175,7 +188,7 @@ def account_open(request: HttpRequest) -> HttpResponse:
         result = send(request, form, handlers.account_open, **data)
         if result is not None:
             url = reverse("console:account", args=[result.stream_id])
-            return done(request, url, result, f"Opened an account for {form.cleaned_data['owner']}.")
+            return done(request, url, result, "Opened the account.")  # not named: flash messages outlive forgetting
     return form_error(request, form, _open_spec(), lambda: _accounts_page(request, form))
 
 
@@ -185,18 +198,17 @@ class AccountAction:
     heading: str
     submit: str
     handler: Callable[..., CommandResult]
-    notice: str  # formatted with the form's cleaned data and the account's currency
+    notice: str  # formatted with the form's cleaned data, an amount as money
     style: str = ""
     when: tuple[str, ...] = ("open", "frozen")  # the account statuses that show the form
+    fixed: dict[str, Any] = field(default_factory=dict)  # arguments beside the form's (a deposit's channel)
 
 
 ACCOUNT_ACTIONS = {
     "deposit": AccountAction(
-        MoneyForm, "Deposit", "Deposit", handlers.account_deposit, "Deposited {amount} {currency}."
+        MoneyForm, "Deposit", "Deposit", handlers.account_deposit, "Deposited {amount}.", fixed={"channel": "console"}
     ),
-    "withdraw": AccountAction(
-        MoneyForm, "Withdraw", "Withdraw", handlers.account_withdraw, "Withdrew {amount} {currency}."
-    ),
+    "withdraw": AccountAction(MoneyForm, "Withdraw", "Withdraw", handlers.account_withdraw, "Withdrew {amount}."),
     "freeze": AccountAction(
         ReasonForm,
         "Freeze",
@@ -250,17 +262,30 @@ def _account_page(
         return render(request, "console/account.html#live", context)
     if has_role(request.user, Role.OPERATOR):
         context["forms"] = [
-            {**_action_spec(account_id, name), "form": _form_for(name, account_id, bound)}
+            {**_action_spec(account_id, name), "form": _form_for(name, account, bound)}
             for name, action in ACCOUNT_ACTIONS.items()
             if account.status in action.when
         ]
+    if has_role(request.user, Role.ADMIN) and account.owner != FORGOTTEN:
+        form = bound[1] if bound is not None and bound[0] == "forget" else ForgetForm(auto_id="forget-%s")
+        context["forms"].append({**_forget_spec(account_id), "form": form})
     return render(request, "console/account.html", {**context, "live_topics": f"stream:{account_id}"})
 
 
-def _form_for(name: str, account_id: UUID, bound: tuple[str, CommandForm] | None) -> CommandForm:
+def _forget_spec(account_id: UUID) -> dict[str, Any]:
+    return {
+        "name": "forget",
+        "heading": "Forget the owner",
+        "submit": "Forget the owner for good",
+        "style": "danger",
+        "action": reverse("console:account_forget", args=[account_id]),
+    }
+
+
+def _form_for(name: str, account: AccountSummary, bound: tuple[str, CommandForm] | None) -> CommandForm:
     if bound is not None and bound[0] == name:
         return bound[1]
-    return ACCOUNT_ACTIONS[name].form(auto_id=f"{name}-%s")
+    return ACCOUNT_ACTIONS[name].form(auto_id=f"{name}-%s", currency=account.currency)
 
 
 @access.viewer
@@ -275,17 +300,33 @@ def account_action(request: HttpRequest, account_id: UUID, action: str) -> HttpR
     if action not in ACCOUNT_ACTIONS:
         raise Http404(f"no action {action!r}")
     spec = ACCOUNT_ACTIONS[action]
-    form = spec.form(request.POST, auto_id=f"{action}-%s")
+    currency = selectors.account_currency(account_id)
+    form = spec.form(request.POST, auto_id=f"{action}-%s", currency=currency)
     url = reverse("console:account", args=[account_id])
     if form.is_valid():
         data = {k: v for k, v in form.cleaned_data.items() if k != "command_id"}
-        result = send(request, form, spec.handler, account_id=account_id, **data)
+        result = send(request, form, spec.handler, account_id=account_id, **data, **spec.fixed)
         if result is not None:
-            found = selectors.account_get(account_id)
-            notice = spec.notice.format(currency=found.currency if found else "", **data)
-            return done(request, url, result, notice)
+            if "amount" in data and currency:
+                data["amount"] = money.format_money(data["amount"], currency)
+            return done(request, url, result, spec.notice.format(**data))
     return form_error(
         request, form, _action_spec(account_id, action), lambda: _account_page(request, account_id, (action, form))
+    )
+
+
+@require_POST
+@access.admin
+def account_forget(request: HttpRequest, account_id: UUID) -> HttpResponse:
+    """Forget the owner (app/ledger/forgetting.py) once the admin has typed the account id again."""
+    form = ForgetForm(request.POST, auto_id="forget-%s", account_id=account_id)
+    if form.is_valid():
+        result = sending(request, form, lambda sender: forgetting.forget_owner(account_id, sender).result)
+        if result is not None:
+            url = reverse("console:account", args=[account_id])
+            return done(request, url, result, "The owner was forgotten: their name is gone for good.")
+    return form_error(
+        request, form, _forget_spec(account_id), lambda: _account_page(request, account_id, ("forget", form))
     )
 
 
@@ -379,6 +420,7 @@ urlpatterns = [
     path("accounts/", accounts, name="accounts"),
     path("accounts/open/", account_open, name="account_open"),
     path("accounts/<uuid:account_id>/", account, name="account"),
+    path("accounts/<uuid:account_id>/forget/", account_forget, name="account_forget"),
     path("accounts/<uuid:account_id>/<str:action>/", account_action, name="account_action"),
     path("transfers/", transfers, name="transfers"),
     path("transfers/request/", transfer_request, name="transfer_request"),

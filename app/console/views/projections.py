@@ -24,6 +24,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from app.console import access
+from app.integration.subscriptions import subscription_list
 from projections import rebuild, status
 from projections.base import projection_registry
 from projections.horizon import horizon
@@ -75,7 +76,13 @@ def projection_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         TEMPLATE,
-        {**context, "horizon": horizon(HORIZON_MIN_AGE_S), "title": "Projections", "live_topics": "projections,events"},
+        {
+            **context,
+            "horizon": horizon(HORIZON_MIN_AGE_S),
+            "subscriptions": subscription_list(),
+            "title": "Projections",
+            "live_topics": "projections,events",
+        },
     )
 
 

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 import orjson
-from django.core.cache import cache
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
@@ -24,11 +24,14 @@ from django.utils import timezone
 from django_htmx.http import push_url
 
 from app.console import access
+from app.console.shared import shared
+from app.ledger import money, selectors
+from eventstore import tracing
 from eventstore.aggregate import aggregate_types
 from eventstore.browse import Counts, LogBrowser, state_at
 from eventstore.errors import AggregateNotFound
 from eventstore.inputs import MAX_INT, parse_int
-from eventstore.records import Checkpoint
+from eventstore.records import Checkpoint, RecordedEvent
 from eventstore.registry import registry
 
 STREAMS_PAGE = 50
@@ -36,12 +39,13 @@ EVENTS_PAGE = 50
 VERSION_LIST_SPAN = 10  # versions listed each side of the one shown
 COUNTS_TTL_S = 30
 MIN_PREFIX = 4  # hex digits, for a search by the start of an id
+LEDGER = ("account", "transfer")  # the categories whose events hold amounts in minor units
 WIDER = 10  # how much wider "search further" looks for an event's effects and correlation
 
 
 def category_counts(browser: LogBrowser) -> Counts:
     """Events per category, shared by every viewer for a few seconds (a count is never free)."""
-    return cache.get_or_set("console:counts:category", lambda: browser.counts("category"), COUNTS_TTL_S)
+    return shared("console:counts:category", lambda: browser.counts("category"), COUNTS_TTL_S)
 
 
 def _int(value: str | None) -> int | None:
@@ -128,6 +132,8 @@ def stream(request: HttpRequest, stream_id: UUID) -> HttpResponse:
         "last_at": last_at,
         "live_topics": f"stream:{stream_id}",
         "time_machine": category in aggregate_types,
+        "tombstone": browser.store.tombstone_of(stream_id),
+        "archived": browser.archived(stream_id),
     }
     if target != "tm-state":
         context.update(_events_page(request, stream_id, current))
@@ -176,11 +182,15 @@ def _time_machine(request: HttpRequest, stream_id: UUID, kind: type) -> dict[str
         return {"tm_error": f"The stream had no events yet at {when}.", "at_value": raw_at}
     low = max(1, point.version - VERSION_LIST_SPAN)
     nearby = LogBrowser().store.read_stream(stream_id, from_version=low, to_version=point.version + VERSION_LIST_SPAN)
+    currency = point.state.get("currency") or None
+    now, then = money.amounts_in(point.state, currency), money.amounts_in(point.previous, currency)
     fields = [
         {
             "name": name,
             "value": _show(value),
+            "money": now.get(name),
             "before": _show(point.previous.get(name)),
+            "money_before": then.get(name),
             "changed": name in point.changed,
             "stream": _stream_in(value),
         }
@@ -190,6 +200,7 @@ def _time_machine(request: HttpRequest, stream_id: UUID, kind: type) -> dict[str
         "point": point,
         "fields": fields,
         "event_data": orjson.dumps(point.event.data, option=orjson.OPT_INDENT_2).decode(),
+        "event_money": money.amounts_in(point.event.data, currency),
         "nearby": nearby,
         "at_value": raw_at or timezone.localtime(point.event.recorded_at).strftime("%Y-%m-%dT%H:%M:%S"),
         # the slider keeps its own value while it is dragged; other controls move it
@@ -208,6 +219,13 @@ def _stream_in(value: Any) -> UUID | None:
     except ValueError:
         return None
     return stream_id if LogBrowser().stream_head(stream_id) is not None else None
+
+
+def _currency(event: RecordedEvent) -> str | None:
+    """The currency of the amounts an event holds: its own, or its account's."""
+    if isinstance(event.data.get("currency"), str):
+        return event.data["currency"]
+    return selectors.account_currency(event.stream_id) if event.category == "account" else None
 
 
 def _show(value: Any) -> str:
@@ -234,14 +252,29 @@ def event(request: HttpRequest, event_id: UUID) -> HttpResponse:
         "title": f"Event {found.type}",
         "event": found,
         "data": orjson.dumps(found.data, option=orjson.OPT_INDENT_2).decode(),
+        # an upcast event: the row as the log holds it, shown beside the data readers see
+        "raw_data": orjson.dumps(found.raw_data, option=orjson.OPT_INDENT_2).decode() if found.upcast else None,
+        "data_money": money.amounts_in(found.data, _currency(found) if found.category in LEDGER else None),
         "metadata": orjson.dumps(found.metadata, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode(),
         "causation": causation,
         "cause": cause,
         "neighbours": browser.neighbours(found, widen=WIDER if request.GET.get("wider") else 1),
         "wider": bool(request.GET.get("wider")),
         "registered": found.type in registry,
+        **_trace(found.metadata),
     }
     return render(request, "console/event.html", context)
+
+
+def _trace(metadata: dict[str, Any]) -> dict[str, str | None]:
+    """The trace the event was appended in (its metadata's traceparent) and, with
+    EVENTFOLD_TRACE_URL set, where a tracing UI shows it."""
+    trace_id = tracing.trace_id(metadata)
+    template = settings.EVENTFOLD_TRACE_URL
+    return {
+        "trace_id": trace_id,
+        "trace_url": template.replace("{trace_id}", trace_id) if trace_id and template else None,
+    }
 
 
 urlpatterns = [

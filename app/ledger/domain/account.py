@@ -9,10 +9,13 @@ from pydantic import BaseModel, ConfigDict
 
 from app.ledger.domain import errors
 from app.ledger.domain.events import (
+    FORGOTTEN_OWNER,
     AccountClosed,
     AccountFrozen,
     AccountOpened,
+    AccountOwnerForgotten,
     AccountUnfrozen,
+    Channel,
     FundsDeposited,
     FundsWithdrawn,
     TransferCredited,
@@ -34,6 +37,7 @@ class AccountState(BaseModel):
     balance: int = 0
     status: Status = "open"
     in_flight: tuple[UUID, ...] = ()  # outgoing transfers debited and not yet settled or refunded
+    forgotten: bool = False  # the owner was forgotten (AccountOwnerForgotten)
 
 
 class Account(Aggregate[AccountState]):
@@ -67,6 +71,8 @@ class Account(Aggregate[AccountState]):
                 return state.model_copy(update={"status": "open"})
             case AccountClosed():
                 return state.model_copy(update={"status": "closed"})
+            case AccountOwnerForgotten():
+                return state.model_copy(update={"owner": FORGOTTEN_OWNER, "forgotten": True})
         return state
 
     # -- commands ---------------------------------------------------------------------------
@@ -76,9 +82,14 @@ class Account(Aggregate[AccountState]):
         account.record(AccountOpened(owner=owner, currency=currency, overdraft_limit=overdraft_limit))
         return account
 
-    def deposit(self, amount: int, reference: str = "") -> None:
+    def deposit(
+        self, amount: int, reference: str = "", channel: Channel = "unknown", currency: str | None = None
+    ) -> None:
+        """`currency`: the deposit's, when the sender names one; it must be the account's."""
         self._check_not_closed()
-        self.record(FundsDeposited(amount=amount, reference=reference))
+        if currency is not None and currency != self.state.currency:
+            raise errors.CurrencyMismatch(f"the account holds {self.state.currency}, not {currency}")
+        self.record(FundsDeposited(amount=amount, reference=reference, channel=channel))
 
     def withdraw(self, amount: int, reference: str = "") -> None:
         self._check_not_closed()
@@ -101,8 +112,14 @@ class Account(Aggregate[AccountState]):
         if self.state.in_flight:
             raise errors.TransfersPending(f"{len(self.state.in_flight)} outgoing transfer(s) are still in flight")
         if self.state.balance != 0:
-            raise errors.BalanceNotZero(f"the balance is {self.state.balance}, not zero")
+            raise errors.BalanceNotZero("the balance is {balance}, not zero", balance=self.state.balance)
         self.record(AccountClosed(reason=reason))
+
+    def forget_owner(self) -> None:
+        """Forget the owner, whatever the account's status (a closed account's owner too); once is
+        enough: forgetting again records nothing."""
+        if not self.state.forgotten:
+            self.record(AccountOwnerForgotten())
 
     def debit_for_transfer(self, transfer_id: UUID, amount: int) -> None:
         if transfer_id in self.state.in_flight:
@@ -136,6 +153,8 @@ class Account(Aggregate[AccountState]):
     def _check_funds(self, amount: int) -> None:
         if self.state.balance - amount < -self.state.overdraft_limit:
             raise errors.InsufficientFunds(
-                f"withdrawing {amount} would take the balance of {self.state.balance} "
-                f"below the overdraft limit of {self.state.overdraft_limit}"
+                "withdrawing {amount} would take the balance of {balance} below the overdraft limit of {limit}",
+                amount=amount,
+                balance=self.state.balance,
+                limit=self.state.overdraft_limit,
             )

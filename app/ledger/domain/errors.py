@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 
@@ -10,9 +11,18 @@ class LedgerError(Exception):
 
     code = "ledger_error"
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    def __init__(self, detail: str, **amounts: int) -> None:
+        """`detail` may name `amounts` ("{balance}"), integers in minor units: the API says them as
+        numbers, the console as money (`detail_with`)."""
+        self.template, self.amounts = detail, amounts
+        self.detail = detail.format(**amounts) if amounts else detail
+        super().__init__(self.detail)
+
+    def detail_with(self, show: Callable[[int], str]) -> str:
+        """The detail with each amount shown by `show` (say, as "1,310.66 EUR")."""
+        if not self.amounts:
+            return self.detail
+        return self.template.format(**{name: show(value) for name, value in self.amounts.items()})
 
 
 class InsufficientFunds(LedgerError):

@@ -64,6 +64,9 @@ Owner = Annotated[
     str, _text(OWNER_MAX, required=True), Field(json_schema_extra={"minLength": 1, "maxLength": OWNER_MAX})
 ]
 Text = Annotated[str, _text(TEXT_MAX), Field(json_schema_extra={"maxLength": TEXT_MAX})]
+# What stands for a forgotten owner: the marker a reader gets for a value whose key is destroyed
+# (eventstore.personal_data.FORGOTTEN), so a state folded before and after the key went agrees.
+FORGOTTEN_OWNER = "[forgotten]"
 FailureReason = Literal["insufficient_funds", "account_frozen", "account_closed", "expired", "credit_failed"]
 
 
@@ -78,9 +81,16 @@ class AccountOpened(Event):
     overdraft_limit: Annotated[int, Field(ge=0, le=MAX_AMOUNT)] = 0
 
 
+Channel = Literal["api", "console", "inbox", "unknown"]
+
+
 class FundsDeposited(Event):
+    """Schema version 2 added `channel`, where the deposit came in; version 1 deposits read as
+    "unknown" (the upcaster in app/ledger/registry.py)."""
+
     amount: Amount
     reference: Text = ""
+    channel: Channel = "unknown"
 
 
 class FundsWithdrawn(Event):
@@ -98,6 +108,12 @@ class AccountUnfrozen(Event):
 
 class AccountClosed(Event):
     reason: Text = ""
+
+
+class AccountOwnerForgotten(Event):
+    """The owner was forgotten (the audit record of it): their key is destroyed in the same
+    transaction, and from here on the account's state, read models and snapshots hold
+    FORGOTTEN_OWNER where the name was."""
 
 
 class TransferDebited(Event):

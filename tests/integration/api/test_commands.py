@@ -47,6 +47,7 @@ def test_open_deposit_withdraw_and_their_responses(operator):
             "balance": -50,
             "status": "open",
             "in_flight": [],
+            "forgotten": False,
         },
     }
 

@@ -85,6 +85,7 @@ class Browser:
         self.timeout = timeout
         self.cookies: dict[str, str] = {}
         self.connection: http.client.HTTPConnection | None = None
+        self.response_headers: http.client.HTTPMessage = http.client.HTTPMessage()  # the last answer's
 
     def request(self, method: str, path: str, body: dict[str, str] | None = None) -> tuple[int, str]:
         self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
@@ -98,6 +99,7 @@ class Browser:
             headers["Origin"] = headers["Referer"] = f"http://127.0.0.1:{self.port}"
         self.connection.request(method, path, body=data, headers=headers)
         response = self.connection.getresponse()
+        self.response_headers = response.headers
         for value in response.headers.get_all("Set-Cookie") or []:
             for name, morsel in SimpleCookie(value).items():
                 self.cookies[name] = morsel.value

@@ -1,5 +1,5 @@
 """/healthz (docs/api.md): 200 when the database, the broker and at least one worker answer; 503
-naming the failing part otherwise. The dashboard shows the same check."""
+naming the failing part (and Retry-After) otherwise. The dashboard shows the same check."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def test_a_broker_that_does_not_answer_is_named(client, transactional_db, monkey
     monkeypatch.setattr(celery_app.conf, "broker_write_url", "redis://127.0.0.1:1/0")  # nothing listens there
     response = client.get("/healthz")
     assert response.status_code == 503
+    assert response["Retry-After"] == "5"  # told when to look again, as every 503 is
     assert response.json()["failing"] == ["broker"]
     assert response.json()["broker"] == "unavailable"
 
@@ -37,7 +38,7 @@ def test_a_broker_that_does_not_answer_is_named(client, transactional_db, monkey
 def test_no_worker_answering_is_named(client, transactional_db, monkeypatch):
     monkeypatch.setattr(celery_app.control, "ping", lambda **kwargs: [])
     response = client.get("/healthz")
-    assert response.status_code == 503
+    assert response.status_code == 503 and response["Retry-After"] == "5"
     assert response.json()["failing"] == ["workers"]
 
 

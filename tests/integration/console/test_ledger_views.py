@@ -80,7 +80,7 @@ def test_a_viewer_reads_every_ledger_page_without_forms(viewer):
     caught_up()
     pages = {
         reverse("console:accounts"): "Vera Viewer",
-        account_url(account): "+500",
+        account_url(account): "+5.00",
         reverse("console:transfers"): "Otto Other",
         reverse("console:transfer", args=[transfer]): "pending",
     }
@@ -111,7 +111,7 @@ def test_an_operator_opens_an_account_and_lands_on_it_with_its_balance(operator)
         reverse("console:accounts"),
         "open",
         reverse("console:account_open"),
-        {"owner": "Olive Opened", "currency": "eur", "overdraft_limit": "250"},
+        {"owner": "Olive Opened", "currency": "eur", "overdraft_limit": "2.50"},
     )
     assert response.status_code == 302
     path, query = response.url.split("?")
@@ -122,7 +122,7 @@ def test_an_operator_opens_an_account_and_lands_on_it_with_its_balance(operator)
     assert query == f"consistent_with={opened.position}"
     caught_up()
     html = operator.get(response.url).content.decode()
-    assert "Olive Opened" in html and "Opened an account for Olive Opened." in html
+    assert "Olive Opened" in html and "Opened the account." in html  # the notice names no one (see forgetting)
     assert "not caught up" not in html and 'id="form-deposit"' in html and 'id="form-freeze"' in html
 
 
@@ -130,13 +130,14 @@ def test_a_deposit_shows_the_new_balance_after_the_redirect(operator):
     account = open_account("Dee Positor", balance=100)
     caught_up()
     response = post_form(
-        operator, account_url(account), "deposit", action_url(account, "deposit"), {"amount": "250", "reference": "x"}
+        operator, account_url(account), "deposit", action_url(account, "deposit"), {"amount": "2.50", "reference": "x"}
     )
     assert response.status_code == 302 and "consistent_with=" in response.url
     caught_up()
     html = operator.get(response.url).content.decode()
-    assert re.search(r'id="balance">350 ', html) and "Deposited 250 EUR." in html
+    assert re.search(r'id="balance">3.50 ', html) and "Deposited 2.50 EUR." in html
     assert EventStore().read_stream(account)[-1].metadata["actor"] == "olga"
+    assert EventStore().read_stream(account)[-1].data["amount"] == 250
 
 
 def test_a_command_the_read_models_have_not_applied_says_the_page_may_be_behind(operator, settings):
@@ -161,17 +162,18 @@ def test_withdrawing_more_than_the_balance_shows_the_apis_words_next_to_the_form
     account = open_account("Wanda Withdraw", balance=100)
     caught_up()
     page = account_url(account)
-    response = post_form(operator, page, "withdraw", action_url(account, "withdraw"), {"amount": "500"})
+    response = post_form(operator, page, "withdraw", action_url(account, "withdraw"), {"amount": "5.00"})
     html = response.content.decode()
     assert response.status_code == 200 and "Wanda Withdraw" in html  # the whole page, without JavaScript
     refusal = re.search(r'<p class="form-error refusal" role="alert" data-code="([a-z_]+)">(.*?)</p>', html, re.S)
     assert refusal.group(1) == "insufficient_funds"
-    assert "Insufficient funds:</strong> withdrawing 500 would take the balance of 100 below" in refusal.group(2)
-    assert 'value="500"' in html  # what was typed stays
-    fragment = post_form(operator, page, "withdraw", action_url(account, "withdraw"), {"amount": "500"}, **htmx("x"))
+    said = "withdrawing 5.00 EUR would take the balance of 1.00 EUR below the overdraft limit of 0.00 EUR"
+    assert f"Insufficient funds:</strong> {said}" in refusal.group(2)  # the API's words, its amounts as money
+    assert 'value="5.00"' in html  # what was typed stays
+    fragment = post_form(operator, page, "withdraw", action_url(account, "withdraw"), {"amount": "5"}, **htmx("x"))
     body = fragment.content.decode()
     assert fragment.status_code == 200 and body.lstrip().startswith('<form id="form-withdraw"')  # only the form
-    assert "withdrawing 500 would take the balance of 100" in body and "<html" not in body
+    assert said in body and "<html" not in body
     assert len(EventStore().read_stream(account)) == 2
 
 
@@ -180,7 +182,7 @@ def test_invalid_input_is_shown_per_field(operator):
     caught_up()
     response = post_form(operator, account_url(account), "deposit", action_url(account, "deposit"), {"amount": "0"})
     assert response.status_code == 200
-    assert "Ensure this value is greater than or equal to 1." in response.content.decode()
+    assert "Enter an amount above zero." in response.content.decode()
     opened = post_form(
         operator,
         reverse("console:accounts"),
@@ -190,7 +192,15 @@ def test_invalid_input_is_shown_per_field(operator):
         **htmx("form-open"),
     ).content.decode()
     assert "This field is required." in opened and "a three-letter ISO 4217 code" in opened
-    assert "greater than or equal to 0" in opened
+    limit = post_form(
+        operator,
+        reverse("console:accounts"),
+        "open",
+        reverse("console:account_open"),
+        {"owner": "Ivan", "currency": "EUR", "overdraft_limit": "-1"},
+        **htmx("form-open"),
+    ).content.decode()
+    assert "Enter no sign." in limit
 
 
 def test_a_form_sent_twice_is_done_once(operator):
@@ -217,8 +227,8 @@ def test_freeze_unfreeze_and_close_with_their_refusals(operator):
     assert "Account frozen:</strong> the account is frozen" in refused
     assert post_form(operator, page, "unfreeze", action_url(account, "unfreeze"), {}).status_code == 302
     refused = post_form(operator, page, "close", action_url(account, "close"), {}).content.decode()
-    assert "Balance not zero:</strong> the balance is 40, not zero" in refused
-    post_form(operator, page, "withdraw", action_url(account, "withdraw"), {"amount": "40"})
+    assert "Balance not zero:</strong> the balance is 0.40 EUR, not zero" in refused
+    post_form(operator, page, "withdraw", action_url(account, "withdraw"), {"amount": "0.40"})
     assert post_form(operator, page, "close", action_url(account, "close"), {"reason": "done"}).status_code == 302
     caught_up()
     html = operator.get(page).content.decode()
@@ -237,12 +247,14 @@ def test_transfers_are_requested_checked_and_listed(operator):
     unknown = uuid4()
     missing = post_form(operator, page, "transfer", url, {"from_account": source, "to_account": unknown, "amount": 5})
     assert f"Not found:</strong> no account {unknown}" in missing.content.decode()
-    response = post_form(operator, page, "transfer", url, {"from_account": source, "to_account": target, "amount": 120})
+    requested = {"from_account": source, "to_account": target, "amount": "1.20"}
+    response = post_form(operator, page, "transfer", url, requested)
     assert response.status_code == 302
     transfer = UUID(response.url.split("?")[0].rstrip("/").rsplit("/", 1)[1])
     caught_up()
     html = operator.get(response.url).content.decode()
-    assert "Transfer of 120 EUR" in html and "Sam Source" in html and "Tom Target" in html and "pending" in html
+    assert "Transfer of 1.20 EUR" in html and "(120 in minor units)" in html
+    assert "Sam Source" in html and "Tom Target" in html and "pending" in html
     listed = operator.get(f"{reverse('console:transfers')}?account={target}&status=pending").content.decode()
     assert str(transfer)[:8] in listed and "Transfers from or to" in listed
     assert str(transfer)[:8] not in operator.get(f"{reverse('console:transfers')}?status=failed").content.decode()
@@ -298,3 +310,45 @@ def test_csrf_is_enforced_on_the_ledger_forms(transactional_db):
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
     assert operator.post(action_url(account, "deposit"), {**data, "csrfmiddlewaretoken": token}).status_code == 302
     assert len(EventStore().read_stream(account)) == 2
+
+
+# -- forgetting the owner (admins) ------------------------------------------------------------------
+@pytest.fixture
+def admin(transactional_db):
+    return console_client("ada", "admin")
+
+
+def forget_url(account: UUID) -> str:
+    return reverse("console:account_forget", args=[account])
+
+
+def test_only_an_admin_sees_the_forget_form(operator, admin):
+    account = open_account("Fay Formless")
+    caught_up()
+    assert 'id="form-forget"' not in operator.get(account_url(account)).content.decode()
+    assert 'id="form-forget"' in admin.get(account_url(account)).content.decode()
+
+
+def test_forgetting_needs_the_account_id_typed_again(admin):
+    account = open_account("Wanda Wrongid")
+    caught_up()
+    response = post_form(admin, account_url(account), "forget", forget_url(account), {"confirm": str(uuid4())})
+    assert response.status_code == 200 and "this is not the account" in response.content.decode()
+    htmx_response = post_form(
+        admin, account_url(account), "forget", forget_url(account), {"confirm": "nope"}, **htmx("form-forget")
+    )
+    assert htmx_response.status_code == 200 and 'id="form-forget"' in htmx_response.content.decode()
+    assert [e.type for e in EventStore().read_stream(account)] == ["ledger.AccountOpened"]
+
+
+def test_an_admin_forgets_the_owner_and_the_page_shows_it_forgotten(admin):
+    account = open_account("Frieda Forgettable", balance=700)
+    caught_up()
+    response = post_form(admin, account_url(account), "forget", forget_url(account), {"confirm": str(account)})
+    assert response.status_code == 302 and "consistent_with=" in response.url
+    [*_, audit] = EventStore().read_stream(account)
+    assert audit.type == "ledger.AccountOwnerForgotten" and audit.metadata["actor"] == "ada"
+    caught_up()
+    html = admin.get(response.url).content.decode()
+    assert "Frieda" not in html and "[forgotten]" in html and "The owner was forgotten" in html
+    assert 'id="form-forget"' not in html and 'id="form-deposit"' in html and "7.00" in html

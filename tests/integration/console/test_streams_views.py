@@ -66,7 +66,8 @@ def field_row(html: str, name: str) -> str:
 
 
 def shown_value(html: str, name: str) -> str:
-    return re.search(r'<td class="mono value">(.*?)</td>', field_row(html, name), re.S).group(1).strip()
+    """A state field's stored value (an amount is also shown as money beside it)."""
+    return re.search(r'<td class="mono value"><span class="stored">(.*?)</span>', field_row(html, name), re.S).group(1)
 
 
 def events_of(column: str, value: str) -> int:
@@ -271,6 +272,34 @@ def test_an_unknown_event_is_404(viewer):
     assert response.status_code == 404 and "No event has the id" in response.content.decode()
 
 
+def test_an_expired_event_is_404_before_enforce_retention_deletes_it(viewer, settings):
+    """Retention is stream metadata every reader respects at once: the event's own page too."""
+    settings.EVENTFOLD_RETENTION = {"expiring": {"max_count": 2}}
+    stream_id, ids = uuid4(), [uuid4() for _ in range(4)]
+    correlation = str(uuid4())
+    LogBrowser().store.append(
+        stream_id,
+        "expiring",
+        [NewEvent(Added(amount=i), {"correlation_id": correlation}, event_id) for i, event_id in enumerate(ids, 1)],
+    )
+    assert viewer.get(reverse("console:event", args=[ids[0]])).status_code == 404
+    kept = viewer.get(reverse("console:event", args=[ids[3]]))
+    assert kept.status_code == 200
+    correlated = kept.content.decode().split("Same correlation id")[1]
+    assert str(ids[2]) in correlated and str(ids[1]) not in correlated  # its expired neighbours are gone too
+
+
+def test_exact_counts_leave_expired_events_out(viewer):
+    from eventstore.retention import Rule
+    from eventstore.store import EventStore
+
+    category = f"expiring{uuid4().hex[:8]}"  # the log keeps other tests' events: a category of its own
+    store = EventStore(retention=(Rule(category, max_count=2),))
+    store.append(uuid4(), category, [Added(amount=i) for i in range(1, 5)])
+    assert LogBrowser(store).counts("category").by_key[category] == 2
+    assert LogBrowser(EventStore(retention=())).counts("category").by_key[category] == 4
+
+
 def test_event_detail_links_its_cause_its_effects_and_its_correlation(viewer):
     store = LogBrowser().store
     correlation, cause_id, effect_id, unrelated_id = str(uuid4()), uuid4(), uuid4(), uuid4()
@@ -368,3 +397,31 @@ def test_viewers_see_every_page(viewer, account):
         response = viewer.get(url)
         assert response.status_code == 200, url
         assert time.monotonic() - started < 2, url
+
+
+def test_the_stream_page_says_a_stream_is_tombstoned(viewer):
+    sid = uuid4()
+    store = LogBrowser().store
+    store.append(sid, "tally", [Opened(name="a"), Added(amount=1)])
+    page = viewer.get(reverse("console:stream", args=[sid])).content.decode()
+    assert 'id="tombstone"' not in page
+    store.tombstone(sid, reason="finished")
+    page = viewer.get(reverse("console:stream", args=[sid])).content.decode()
+    assert 'id="tombstone"' in page and "tombstoned" in page and "finished" in page
+    assert "No events in this range." not in page and "test.Added" in page  # its history is still listed
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "owner"])
+def test_the_stream_page_shows_an_archived_stream_and_its_events(viewer):
+    from eventstore import roles
+    from eventstore.store import EventStore
+
+    sid = uuid4()
+    store = LogBrowser().store
+    store.append(sid, "tally", [Opened(name="a"), Added(amount=1)])
+    store.tombstone(sid)
+    assert 'id="archived"' not in viewer.get(reverse("console:stream", args=[sid])).content.decode()
+    EventStore(using=roles.migrating_alias()).archive([sid])
+    response = viewer.get(reverse("console:stream", args=[sid]))
+    page = response.content.decode()
+    assert response.status_code == 200 and 'id="archived"' in page and "test.Added" in page

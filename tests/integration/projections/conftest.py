@@ -51,6 +51,14 @@ def worker(celery_worker_process, transactional_db):
     _stop_consuming(name)
 
 
+@pytest.fixture
+def quiet_worker(celery_worker_process, transactional_db):
+    """The test worker (its beat included) takes no tasks while the test runs: for a test that
+    catches up in its own process and must not find buckets `busy` or caught up by the worker.
+    The next test that needs the worker (`worker`) has it consume again."""
+    _stop_consuming(f"test-{os.getpid()}@{os.uname().nodename}")
+
+
 def replay_whole_log() -> None:
     """Every projection back to position zero (as an operator's reset does), then wait until the
     worker has replayed the whole test log into the read models: as `verify_projections` will."""

@@ -5,11 +5,12 @@ import signal
 import threading
 from uuid import uuid4
 
+import kombu.exceptions
 import psycopg
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
 
 from app.celery import app as celery_app
 from app.ledger import handlers
@@ -113,6 +114,64 @@ def test_a_viewer_cannot_start_a_rebuild_and_an_unknown_projection_is_404(transa
     assert not Rebuild.objects.exists()
 
 
+def test_a_rebuild_resumed_from_the_middle_mixes_rows_read_back_with_new_ones(transactional_db, monkeypatch):
+    """The slice after a lost connection or a killed worker starts without the memo: rows come back
+    from the scratch tables (a numeric balance reads as Decimal) beside rows made from events (int)."""
+    frozen = _open(1, deposits=1)[0]
+    handlers.account_freeze(account_id=frozen, ctx=ctx())  # changes the status only: its balance stays as read
+    fresh = _open(1, deposits=0)[0]
+    job = rebuild.start("account_summary", reason="test", run_in_worker=False)
+    monkeypatch.setattr(scratch, "BATCH_SIZE", 2)  # [opened, deposited], [frozen, opened]
+    assert rebuild.run_slice(job.pk, seconds=0) == "more"
+    rebuild._carried.clear()  # another worker, or a slice after a lost connection, has no memo
+    assert rebuild.run_slice(job.pk, seconds=30) == "done", Rebuild.objects.get(pk=job.pk).error
+    rows = {a.account_id: a for a in AccountSummary.objects.filter(account_id__in=[frozen, fresh])}
+    assert (rows[frozen].balance, rows[frozen].status) == (10, "frozen")
+    assert (rows[fresh].balance, rows[fresh].status) == (0, "open")
+
+
+@pytest.mark.parametrize("lost", [psycopg.OperationalError, psycopg.InterfaceError])
+def test_a_batch_that_loses_the_event_stores_connection_is_tried_again(transactional_db, monkeypatch, lost):
+    _open(1, deposits=1)
+    job = rebuild.start("account_summary", reason="test", run_in_worker=False)
+
+    def connection_lost(*args: object, **kwargs: object) -> None:  # as the store's own psycopg cursor raises it
+        raise lost("consuming input failed: server closed the connection unexpectedly")
+
+    monkeypatch.setattr(scratch, "replay_batch", connection_lost)
+    assert rebuild.run_slice(job.pk, seconds=0) == "retry"
+    assert Rebuild.objects.get(pk=job.pk).state == "running"
+    rebuild.cancel("account_summary")
+
+
+def test_a_slice_that_starts_while_the_database_is_away_is_tried_again(transactional_db, monkeypatch):
+    _open(1, deposits=1)
+    job = rebuild.start("account_summary", reason="test", run_in_worker=False)
+
+    class Away:
+        def filter(self, *args: object, **kwargs: object) -> None:
+            raise OperationalError("connection failed: the database system is shutting down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Rebuild, "objects", Away())  # the slice's very first query
+        assert rebuild.run_slice(job.pk, seconds=0) == "retry"  # the task queues it again in 2 s
+    assert rebuild.run_slice(job.pk, seconds=30) == "done"
+
+
+def test_a_rebuild_asked_for_while_the_broker_is_down_is_recorded_and_resumed_by_beat(transactional_db, monkeypatch):
+    def broker_down(*args: object, **kwargs: object) -> None:  # what kombu raises when Redis refuses
+        raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(celery_app, "send_task", broker_down)
+    response = Api(make_user("olga", "operator")).post("/api/projections/account_summary/rebuild")
+    assert response.status_code == 202, response.json()
+    job = Rebuild.objects.get(projection="account_summary")
+    assert job.state == "running" and job.ticket == 1  # recorded: its first slice is what was lost
+    Rebuild.objects.filter(pk=job.pk).update(updated_at=job.updated_at.replace(year=2000))
+    assert rebuild.resume_stalled(enqueue_slice=False) == [job.pk]  # beat's tick hands it on
+    rebuild.cancel("account_summary")
+
+
 def _lock_waiters(name: str) -> list[int]:
     with connection.cursor() as cur:
         cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'", [name])
@@ -159,7 +218,9 @@ def test_a_worker_killed_during_a_rebuild_is_resumed_where_it_stopped(worker, mo
     assert done.ticket == job.ticket + 1  # resumed by beat, with a new ticket
     with connection.cursor() as cur:  # every event of the projection's types applied exactly once
         cur.execute(
-            "SELECT count(*) FROM eventstore_event WHERE event_type = ANY(%s) AND global_position <= %s",
+            "SELECT count(*) FROM (SELECT event_type, global_position FROM eventstore_event UNION ALL "
+            "SELECT event_type, global_position FROM eventstore_archived_event) AS e "
+            "WHERE event_type = ANY(%s) AND global_position <= %s",  # archived streams are rebuilt too
             [projection_registry.get("account_entries").event_types, done.position],
         )
         assert done.done == cur.fetchone()[0]
