@@ -23,7 +23,7 @@ from app.ledger import commands, handlers
 from app.ledger.commands import Sender
 from app.ledger.domain.errors import InsufficientFunds
 from projections import runner
-from tests.integration.api.conftest import Api, make_user
+from tests.integration.api.conftest import Api, make_user, open_account
 from tests.support import metric_samples, metric_value
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -106,6 +106,47 @@ def test_commands_count_by_name_and_outcome_with_their_latency(transactional_db)
     assert moved("eventfold_append_duration_seconds_count", category="account") == 2
 
 
+def test_a_stale_if_match_counts_as_concurrency_conflict(transactional_db):
+    """The conflict met by the dispatch (ConcurrencyError) is counted under the contract's code."""
+    token = make_user("scraper-conflict", "operator")
+    api = Api(token)
+    account = open_account(api, owner="Cole Conflict")
+    assert api.post(f"/api/accounts/{account}/deposits", {"amount": 5}, if_match='"1"').status_code == 200
+    labels = {"command": "account_deposit", "outcome": "concurrency_conflict"}
+    before = metric_value(scrape(token), "eventfold_commands_total", **labels)
+    stale = api.post(f"/api/accounts/{account}/deposits", {"amount": 5}, if_match='"1"')
+    assert stale.status_code == 409 and stale.json()["error"] == "concurrency_conflict"
+    assert metric_value(scrape(token), "eventfold_commands_total", **labels) - before == 1
+
+
+def test_a_command_refused_for_backpressure_is_counted_and_the_state_shows_it(transactional_db, settings):
+    """Commands refused with 503 backpressure count as outcome="backpressure", and while the
+    published lag is above BACKPRESSURE_MAX_LAG the scrape says so."""
+    from projections import flags
+
+    token = make_user("scraper-backpressure", "operator")
+    api = Api(token)
+    account = open_account(api, owner="Bea Backlog")
+    labels = {"command": "account_deposit", "outcome": "backpressure"}
+    before = scrape(token)
+    assert metric_value(before, "eventfold_backpressure_active") == 0
+    flags.publish_max_lag(settings.BACKPRESSURE_MAX_LAG + 1)  # as the beat task measures it
+    try:
+        refused = api.post(f"/api/accounts/{account}/deposits", {"amount": 5})
+        assert refused.status_code == 503 and refused.json()["error"] == "backpressure"
+        during = scrape(token)
+    finally:
+        flags.publish_max_lag(0)
+    assert (
+        metric_value(during, "eventfold_commands_total", **labels)
+        - metric_value(before, "eventfold_commands_total", **labels)
+        == 1
+    )
+    assert metric_value(during, "eventfold_backpressure_active") == 1
+    assert metric_value(during, "eventfold_backpressure_lag_events") == settings.BACKPRESSURE_MAX_LAG + 1
+    assert metric_value(scrape(token), "eventfold_backpressure_active") == 0
+
+
 def test_a_command_that_meets_a_bug_counts_as_error(transactional_db, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("a bug")
@@ -185,6 +226,40 @@ def test_counts_of_several_processes_add_up_in_one_scrape(transactional_db):
     assert all(child.returncode == 0 for child in children)
     after = metric_value(scrape(token), "eventfold_commands_total", command="multiprocess_probe", outcome="ok")
     assert after - before == 7
+
+
+DEFAULT_DIR_CHILD = """
+import os, subprocess, sys
+from django.conf import settings
+print(settings.METRICS_DIR)
+print(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+grandchild = "import os; print(os.environ.get('PROMETHEUS_MULTIPROC_DIR'))"
+print(subprocess.run([sys.executable, "-c", grandchild], capture_output=True, text=True, check=True).stdout.strip())
+"""
+
+
+@pytest.mark.parametrize("env_name", ["development", "production"])
+def test_without_prometheus_multiproc_dir_the_settings_choose_the_documented_default(tmp_path, env_name):
+    """`uvicorn` or `celery -A app worker` started by hand, without PROMETHEUS_MULTIPROC_DIR: the
+    settings choose the directory docs/operations/metrics.md names, create it, and export it, so
+    the process's children (uvicorn's workers, Celery's pool) count into the same one."""
+    from tests.integration.production.test_settings import production_env
+
+    env = production_env(DJANGO_ENV=env_name, EVENTFOLD_DATA=str(tmp_path / "data"), TMPDIR=str(tmp_path))
+    assert "PROMETHEUS_MULTIPROC_DIR" not in env and "EVENTFOLD_TESTING" not in env
+    done = subprocess.run(
+        [sys.executable, "-c", DEFAULT_DIR_CHILD], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    chosen, exported, inherited = done.stdout.strip().splitlines()[-3:]
+    expected = (
+        tmp_path / "data" / "metrics"  # $EVENTFOLD_DATA/metrics
+        if env_name == "development"
+        else tmp_path / f"eventfold-metrics-{os.getuid()}"  # <temp dir>/eventfold-metrics-<uid>
+    )
+    assert Path(chosen).resolve() == expected.resolve()
+    assert exported == inherited == chosen
+    assert Path(chosen).is_dir()
 
 
 def test_a_dead_process_s_live_gauges_are_forgotten_at_start(tmp_path, settings):
