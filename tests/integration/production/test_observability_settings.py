@@ -42,6 +42,34 @@ def test_tracing_follows_the_standard_variables(monkeypatch, variables, exporter
 
 
 @pytest.mark.parametrize(
+    ("variables", "target"),
+    [
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.example:4318"}, "http://collector.example:4318/v1/traces"),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://tempo.example/otlp/v1/traces"},
+            "https://tempo.example/otlp/v1/traces",  # the signal's own variable: taken as it is
+        ),
+    ],
+)
+def test_otlp_builds_the_exporter_that_sends_where_the_standard_variables_say(monkeypatch, variables, target):
+    """The OTLP exporter package is installed and reads its endpoint itself (nothing is sent here)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    from app.core import telemetry
+
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    names = production_settings(monkeypatch, OTEL_TRACES_EXPORTER="otlp", **variables)["TRACES_EXPORTERS"]
+    assert names == ["otlp"]
+    exporter = telemetry.exporter(names[0])
+    try:
+        assert isinstance(exporter, OTLPSpanExporter)
+        assert exporter._endpoint == target
+    finally:
+        exporter.shutdown()
+
+
+@pytest.mark.parametrize(
     ("name", "value"),
     [
         ("LOG_FORMAT", "xml"),
