@@ -4,6 +4,7 @@ are appended, with totals, projection health and the worker and broker answering
 from __future__ import annotations
 
 import re
+import time
 from uuid import uuid4
 
 import pytest
@@ -61,6 +62,7 @@ def shown(page, testid: str) -> int:
 
 @pytest.mark.usefixtures("worker")
 def test_the_command_rate_and_error_rate_beside_the_chart_follow_commands_live(page, server):
+    from app.core import command_rate
     from app.ledger import commands
     from app.ledger.domain.errors import InsufficientFunds
 
@@ -71,20 +73,40 @@ def test_the_command_rate_and_error_rate_beside_the_chart_follow_commands_live(p
     expect(page.locator("#live-state")).to_have_text("live")
     page.evaluate("window.notReloaded = true")
     expect(page.locator("#dash-commands svg.chart")).to_be_visible()
-    ok, refused = shown(page, "commands-ok"), shown(page, "commands-refused")
+    ok, refused, errors = shown(page, "commands-ok"), shown(page, "commands-refused"), shown(page, "commands-error")
     assert ok >= 1  # the account opened above
 
+    def broken(**arguments):  # a handler with a bug: the API's 500, an "error" on the dashboard
+        raise RuntimeError("a bug")
+
+    broken.__name__ = "account_deposit"
+    if time.time() % command_rate.SLOT_S > command_rate.SLOT_S - 1:  # not astride two slots
+        time.sleep(command_rate.SLOT_S - time.time() % command_rate.SLOT_S + 0.1)
+    failed_in = command_rate.slot_of(time.time())
+    with pytest.raises(RuntimeError):
+        commands.send(broken, sender, account_id=account, amount=1)
+    assert command_rate.slot_of(time.time()) == failed_in
     with pytest.raises(InsufficientFunds):
         commands.send(handlers.account_withdraw, sender, account_id=account, amount=10**6)
     for amount in (1, 2, 3):
         commands.send(handlers.account_deposit, sender, account_id=account, amount=amount)
     page.wait_for_function(
-        """([ok, refused]) => {
+        """([ok, refused, errors]) => {
             const n = id => +document.querySelector(`#dash-commands [data-testid=${id}]`).textContent;
-            return n('commands-ok') >= ok && n('commands-refused') >= refused;
+            return n('commands-ok') >= ok && n('commands-refused') >= refused && n('commands-error') >= errors;
         }""",
-        arg=[ok + 3, refused + 1],
+        arg=[ok + 3, refused + 1, errors + 1],
         timeout=8000,
     )
     assert page.evaluate("window.notReloaded") is True
     assert page.locator("#dash-commands rect").count() >= 1
+
+    # The error rate is the last full 10 s slot's: once the failure's slot has ended, the next
+    # fetch (after a live hint, here a deposit's) shows it, for the 10 s that slot stays the last.
+    time.sleep(max(0.0, failed_in + command_rate.SLOT_S + 0.3 - time.time()))
+    commands.send(handlers.account_deposit, sender, account_id=account, amount=4)
+    page.wait_for_function(
+        "() => parseFloat(document.querySelector('#dash-commands [data-testid=error-rate]').textContent) > 0",
+        timeout=8000,
+    )
+    assert page.evaluate("window.notReloaded") is True
