@@ -176,3 +176,65 @@ def test_replay_destroys_keys_a_restored_backup_brought_back(operator, tmp_path)
     assert Repository(Account, EventStore()).load(UUID(forgotten)).state.owner == FORGOTTEN
     assert ": 0 keys destroyed, 0 audit events appended, 0 not in this store" in run("--replay")
     assert set(forgetting.forgotten_subjects()) >= {UUID(forgotten), UUID(unlogged)}
+
+
+# -- the append stays the first write of the forget transaction ---------------------------------
+WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE|COPY)\b", re.IGNORECASE)
+LOCKING_READ = re.compile(r"\bFOR\s+(NO\s+KEY\s+)?(UPDATE|SHARE)\b", re.IGNORECASE)
+
+
+def is_write(sql: str) -> bool:
+    return WRITE.search(LOCKING_READ.sub("", sql)) is not None
+
+
+@pytest.fixture
+def statements(monkeypatch) -> list[tuple[bool, str]]:
+    """Every statement sent on this process's database connections while the test runs, with
+    whether it ran inside a transaction (`atomic`): through psycopg cursors (Django's own and
+    the store's raw ones, which Django's query capture does not see) and the store's prepared
+    appends straight through libpq (`libpq.exec_prepared`, which no cursor sees)."""
+    import psycopg
+    from django.db import connection
+
+    from eventstore import libpq
+
+    seen: list[tuple[bool, str]] = []
+
+    def text(query: object) -> str:
+        if isinstance(query, bytes):
+            return query.decode()
+        return query if isinstance(query, str) else query.as_string(None)  # a psycopg.sql Composable
+
+    def record(name: str):
+        original = getattr(psycopg.Cursor, name)
+
+        def wrapper(self, query, *args, **kwargs):
+            seen.append((connection.in_atomic_block, text(query)))
+            return original(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, name, wrapper)
+
+    for name in ("execute", "executemany", "copy"):
+        record(name)
+    exec_prepared = libpq.exec_prepared
+
+    def prepared(conn, statement, values):
+        seen.append((connection.in_atomic_block, statement.text.decode()))
+        return exec_prepared(conn, statement, values)
+
+    monkeypatch.setattr(libpq, "exec_prepared", prepared)
+    return seen
+
+
+def test_the_append_is_the_first_write_of_the_forget_transaction(operator, statements):
+    account = open_account(operator, "Fay First")
+    operator.post(f"/api/accounts/{account}/deposits", {"amount": 70}, **{"Idempotency-Key": f"fay-{account}"})
+    statements.clear()
+    assert "is forgotten" in run(account)
+    writes = [sql for atomic, sql in statements if is_write(sql)]
+    assert all(atomic for atomic, sql in statements if is_write(sql)), "every write inside the one transaction"
+    assert writes[0].startswith("INSERT INTO eventstore_event "), writes
+    # and the writes that follow it are there, seen by this capture (so a misplaced one would be too)
+    assert any("UPDATE eventstore_subject_key" in sql for sql in writes[1:]), writes
+    assert any(sql.lstrip().upper().startswith("DELETE") for sql in writes[1:]), writes
+    assert types(account)[-1] == "AccountOwnerForgotten" and key_of(account) is None

@@ -98,6 +98,46 @@ def events() -> list[tuple]:
         return conn.execute("SELECT event_id, stream_id, version, data FROM eventstore_event ORDER BY 1").fetchall()
 
 
+def v1_deposits() -> dict[str, dict]:
+    """The deposits stored at schema version 1, by event id: their data as the rows hold it."""
+    with psycopg.connect(conninfo(DATABASE, APP)) as conn:
+        rows = conn.execute(
+            "SELECT event_id, data FROM eventstore_event"
+            " WHERE event_type = 'ledger.FundsDeposited' AND schema_version = 1"
+        ).fetchall()
+    return {str(event_id): data for event_id, data in rows}
+
+
+READ_STREAMS = """
+import orjson
+from uuid import UUID
+from eventstore.store import EventStore
+wanted = set({ids!r})
+out = {{}}
+for stream_id in {streams!r}:
+    for e in EventStore().read_stream(UUID(stream_id)):
+        if str(e.event_id) in wanted:
+            out[str(e.event_id)] = {{"schema_version": e.schema_version, "data": e.data,
+                                    "stored_version": e.stored_version, "raw_data": e.raw_data}}
+print(orjson.dumps(out).decode())
+"""
+
+
+def read_through_the_new_code(deposits: dict[str, dict]) -> dict[str, dict]:
+    """Those events as the new code's `EventStore().read_stream` gives them, in a manage.py process."""
+    with psycopg.connect(conninfo(DATABASE, APP)) as conn:
+        streams = [
+            str(s)
+            for (s,) in conn.execute(
+                "SELECT DISTINCT stream_id FROM eventstore_event WHERE event_id = ANY(%s::uuid[])", [list(deposits)]
+            )
+        ]
+    out = manage("shell", "--no-imports", "-c", READ_STREAMS.format(ids=sorted(deposits), streams=sorted(streams)))
+    read = orjson.loads(out.strip().splitlines()[-1])
+    assert set(read) == set(deposits), "read_stream gives every v1 deposit"
+    return read
+
+
 def test_a_deployment_from_before_issue_12_upgrades_with_its_events(superuser, tmp_path):
     # The deployment as it was: the code from before issue 12 migrates its database and writes its
     # log (today's code would append through statements that need today's tables).
@@ -107,11 +147,12 @@ def test_a_deployment_from_before_issue_12_upgrades_with_its_events(superuser, t
     assert applied() == BEFORE_ISSUE_12_HEADS
     before = events()
     assert len(before) > 40
-    # Step 1: the new code's export reads the old schema.
+    # docs/upgrading.md, step 1 (back up): the new code's export reads the old schema.
     backup = orjson.loads(manage("export_events", str(tmp_path / "before.jsonl"), "--json", owner=None))
     assert backup["events"] == len(before)
 
-    # docs/upgrading.md, step 2: the owner role, as a superuser in the database.
+    # Step 4: the owner role, as a superuser in the database (steps 2 and 3, the new code and its
+    # settings, are this checkout and the environment `manage` passes).
     superuser.execute(f'CREATE ROLE "{OWNER}" LOGIN')
     superuser.execute(f'GRANT "{APP}" TO "{OWNER}"')
     superuser.execute(f'ALTER DATABASE "{DATABASE}" OWNER TO "{OWNER}"')
@@ -120,16 +161,26 @@ def test_a_deployment_from_before_issue_12_upgrades_with_its_events(superuser, t
     with psycopg.connect(conninfo(DATABASE, *found), autocommit=True) as conn:
         conn.execute(f'REASSIGN OWNED BY "{APP}" TO "{OWNER}"')
         conn.execute(f'ALTER ROLE "{APP}" NOSUPERUSER NOCREATEDB NOCREATEROLE')
-    # Step 3: migrate with both URLs, then again (nothing left to do).
+    # Step 5: migrate with both URLs, then again (nothing left to do).
     assert "Granted the application role" in manage("migrate", "--noinput")
     manage("migrate", "--check", "--noinput")
 
     assert events() == before
+    # The v2 deposit event needs no migration: the old code's v1 deposits read as v2 through
+    # EventStore.read_stream, upcast with the default channel, while their rows keep version 1.
+    deposits = v1_deposits()
+    assert deposits, "the old code's demo data has deposits, written at schema version 1"
+    for event_id, read in read_through_the_new_code(deposits).items():
+        stored = deposits[event_id]
+        assert read["schema_version"] == 2 and read["data"] == {**stored, "channel": "unknown"}, read
+        assert read["stored_version"] == 1 and read["raw_data"] == stored, read
+    assert v1_deposits() == deposits  # the rows themselves: untouched
     with psycopg.connect(conninfo(DATABASE, APP), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE eventstore_event SET version = version")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("ALTER TABLE eventstore_event DISABLE TRIGGER ALL")
+    # Step 6 (the new code at work) and 7 (a rebuild), then an export of the whole.
     manage("seed_demo", "--accounts", "2", "--operations", "10")
     assert len(events()) > len(before)
     manage("rebuild_projection", "account_summary", "transfers")
