@@ -163,7 +163,7 @@ def test_good_numbers_are_taken_and_blank_ones_are_the_defaults(monkeypatch):
     assert (prod["API_RATE_WINDOW_S"], prod["BACKPRESSURE_READ_EVERY_S"]) == (60, 1)
 
 
-@pytest.mark.parametrize("bad", ["two", "0", "-3"])
+@pytest.mark.parametrize("bad", ["two", "1.5", "-3"])
 def test_make_run_stops_on_a_bad_number_of_web_processes_before_starting_anything(bad):
     env = production_env(EVENTFOLD_WEB_PROCESSES=bad, DJANGO_ENV=None)  # no embedded service may start
     done = subprocess.run(
@@ -172,7 +172,7 @@ def test_make_run_stops_on_a_bad_number_of_web_processes_before_starting_anythin
     assert done.returncode == 1
     assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
     assert done.stdout.strip().splitlines() == [
-        f"services | Eventfold cannot start: EVENTFOLD_WEB_PROCESSES={bad!r} is not a whole number of 1 or more: "
+        f"services | Eventfold cannot start: EVENTFOLD_WEB_PROCESSES={bad!r} is not a whole number of 0 or more: "
         f"set EVENTFOLD_WEB_PROCESSES to one (its default is {max(1, os.cpu_count() or 1)}) or leave it unset."
     ]
 
