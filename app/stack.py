@@ -56,11 +56,11 @@ WEB_GRACEFUL_SHUTDOWN_S = 8  # past the longest request that ends by itself (a r
 
 
 def web_processes() -> int:
-    """How many uvicorn processes `make run` starts: EVENTFOLD_WEB_PROCESSES, else one per core.
+    """How many uvicorn processes `make run` starts: EVENTFOLD_WEB_PROCESSES (0 means 1; text or a
+    negative stops `make run` with a sentence naming it), else one per core.
     One process runs its Python on one core at a time; a second uses the other core while the
     first waits on PostgreSQL (docs/benchmarks.md, P2)."""
-    configured = os.environ.get("EVENTFOLD_WEB_PROCESSES", "").strip()
-    return max(1, int(configured)) if configured else max(1, os.cpu_count() or 1)
+    return max(1, startup.number("EVENTFOLD_WEB_PROCESSES", max(1, os.cpu_count() or 1)))  # 0: one
 
 
 def web_command(port: str, host: str = "127.0.0.1", app: str = "app.asgi:application") -> list[str]:
@@ -292,6 +292,11 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
     if argv[0] == "run":
         out = Output()
+        try:  # before any service starts
+            web_processes()
+        except startup.SettingError as exc:
+            out.say(SERVICES, f"Eventfold cannot start: {exc}")
+            return 1
         warnings.showwarning = lambda message, category, *_, **__: out.say(SERVICES, f"{category.__name__}: {message}")
         with contextlib.ExitStack() as services:
             try:

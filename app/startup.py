@@ -6,9 +6,12 @@ a value (`SettingError`, raised by app/settings.py, printed by `excepthook`)."""
 from __future__ import annotations
 
 import errno
+import math
+import os
 import socket
 import sys
 from types import TracebackType
+from typing import Literal, overload
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -16,6 +19,31 @@ from django.core.exceptions import ImproperlyConfigured
 class SettingError(ImproperlyConfigured):
     """A setting the process cannot start without is missing or wrong; the message says which
     and how to make a value."""
+
+
+@overload
+def number(name: str, default: int, *, least: int = 0, whole: Literal[True] = True) -> int: ...
+@overload
+def number(name: str, default: int, *, least: int = 0, whole: Literal[False]) -> float: ...
+def number(name: str, default: int, *, least: int = 0, whole: bool = True) -> int | float:
+    """The environment variable `name` as a number of at least `least` (a whole one unless `whole`
+    is False), or `default` when it is unset or blank; anything else (text, a negative, nan) stops
+    the process with one sentence naming the variable, instead of a traceback from int()."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    value: int | float | None
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < least:
+        kind = "a whole number" if whole else "a number"
+        raise SettingError(
+            f"{name}={raw!r} is not {kind} of {least} or more: set {name} to one (its default is {default}) "
+            f"or leave it unset."
+        )
+    return value
 
 
 def excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:

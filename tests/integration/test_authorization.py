@@ -1,8 +1,8 @@
 """Who may do what, everywhere: every API operation, /metrics, every console page and action, and the live
 socket, for anonymous, viewer, operator and admin, with the status each gets.
 
-The API's list of operations comes from /api/openapi.json, so an endpoint added without a row
-here fails the test."""
+The API's list of operations comes from /api/openapi.json, and the console's from the URLconf (every
+`console:` URL name), so an endpoint or a console view added without a row here fails the test."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
-from django.urls import reverse
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from app.console.routing import websocket_application
 from app.core.models import ApiToken, role_set
-from app.integration import subscriptions
+from app.integration import dead_letters, subscriptions
+from app.integration.messages import Received
 from app.ledger import handlers
 from app.ledger.commands import CommandContext
 from projections import rebuild, runner
@@ -166,6 +167,13 @@ def test_metrics_for_each_role(transactional_db, role, status):
 
 
 # -- the console -------------------------------------------------------------------------------
+def parked_letter() -> int:
+    """A fresh dead letter, parked as the inbox parks one: a message of a type no handler knows
+    (so a replay fails again and it stays parked)."""
+    message = Received(f"matrix-{uuid4()}", "matrix.unknown", {"type": "matrix.unknown"}, b'{"n": 1}')
+    return dead_letters.park(message, reason="unknown_type", detail="no handler for matrix.unknown", attempts=1).pk
+
+
 PAGES: list[tuple[str, Callable[[World], list[Any]], tuple[Any, ...]]] = [
     ("console:dashboard", lambda w: [], (NOT_LOGGED_IN, 200, 200, 200)),
     ("console:timeline", lambda w: [], (NOT_LOGGED_IN, 200, 200, 200)),
@@ -179,6 +187,8 @@ PAGES: list[tuple[str, Callable[[World], list[Any]], tuple[Any, ...]]] = [
     ("console:transfers", lambda w: [], (NOT_LOGGED_IN, 200, 200, 200)),
     ("console:transfer", lambda w: [w.transfer], (NOT_LOGGED_IN, 200, 200, 200)),
     ("console:users", lambda w: [], (NOT_LOGGED_IN, 403, 403, 200)),
+    ("console:dead_letters", lambda w: [], (NOT_LOGGED_IN, 200, 200, 200)),
+    ("console:dead_letter", lambda w: [parked_letter()], (NOT_LOGGED_IN, 200, 200, 200)),
 ]
 LEDGER_ACTION = (NOT_LOGGED_IN, 403, 302, 302)
 ADMIN_ACTION = (NOT_LOGGED_IN, 403, 403, 302)
@@ -223,6 +233,8 @@ ACTIONS: list[tuple[str, Callable[[World], list[Any]], Callable[[World], dict[st
         lambda w: {},
         ADMIN_ACTION,
     ),
+    ("console:dead_letter_replay", lambda w: [parked_letter()], lambda w: {}, LEDGER_ACTION),
+    ("console:dead_letter_discard", lambda w: [parked_letter()], lambda w: {"confirm": "yes"}, LEDGER_ACTION),
 ]
 
 
@@ -238,6 +250,23 @@ def check(response: Any, role: str, expected: Any, what: str) -> None:
         assert response.status_code == 302 and response["Location"].startswith(reverse("login")), what
     else:
         assert response.status_code == expected, f"{role}: {what} -> {response.status_code}"
+
+
+def url_names(patterns: list[Any], namespace: str = "") -> set[str]:
+    """Every named URL under `patterns`, with its namespace ("console:dashboard")."""
+    names: set[str] = set()
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            names |= url_names(pattern.url_patterns, inner)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            names.add(f"{namespace}{pattern.name}")
+    return names
+
+
+def test_the_matrix_names_every_console_view():
+    served = {name for name in url_names(get_resolver().url_patterns) if name.startswith("console:")}
+    assert served == {name for name, _, _ in PAGES} | {name for name, _, _, _ in ACTIONS}
 
 
 @pytest.mark.parametrize(("name", "args", "expected"), PAGES, ids=[p[0] for p in PAGES])

@@ -134,6 +134,49 @@ def test_a_master_key_that_is_not_32_bytes_of_base64_is_refused_at_start():
         assert "EVENTFOLD_MASTER_KEY must be 32 random bytes" in done.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("API_RATE_LIMIT", "lots"),
+        ("API_RATE_LIMIT", "-1"),
+        ("API_ANON_RATE_LIMIT", "2.5"),
+        ("API_RATE_WINDOW_S", "0"),
+        ("API_TOKEN_CACHE_S", "-5"),
+        ("API_TOKEN_CACHE_S", "nan"),
+        ("BACKPRESSURE_READ_EVERY_S", "soon"),
+    ],
+)
+def test_a_bad_number_stops_the_process_with_one_sentence_naming_it(name, bad):
+    done = manage("check", env=production_env(**{name: bad}))
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    [last] = done.stderr.strip().splitlines()
+    assert last.startswith(f"Eventfold cannot start: {name}={bad!r} is not "), last
+    assert f"set {name} to one" in last
+
+
+def test_good_numbers_are_taken_and_blank_ones_are_the_defaults(monkeypatch):
+    prod = production_settings(
+        monkeypatch, API_RATE_LIMIT="1200", API_ANON_RATE_LIMIT="0", API_TOKEN_CACHE_S="0.5", API_RATE_WINDOW_S=" "
+    )
+    assert (prod["API_RATE_LIMIT"], prod["API_ANON_RATE_LIMIT"], prod["API_TOKEN_CACHE_S"]) == (1200, 0, 0.5)
+    assert (prod["API_RATE_WINDOW_S"], prod["BACKPRESSURE_READ_EVERY_S"]) == (60, 1)
+
+
+@pytest.mark.parametrize("bad", ["two", "1.5", "-3"])
+def test_make_run_stops_on_a_bad_number_of_web_processes_before_starting_anything(bad):
+    env = production_env(EVENTFOLD_WEB_PROCESSES=bad, DJANGO_ENV=None)  # no embedded service may start
+    done = subprocess.run(
+        [sys.executable, "-m", "app.stack", "run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines() == [
+        f"services | Eventfold cannot start: EVENTFOLD_WEB_PROCESSES={bad!r} is not a whole number of 0 or more: "
+        f"set EVENTFOLD_WEB_PROCESSES to one (its default is {max(1, os.cpu_count() or 1)}) or leave it unset."
+    ]
+
+
 def test_production_settings_derive_what_they_can_and_trust_no_proxy_by_default(monkeypatch):
     prod = production_settings(monkeypatch, ALLOWED_HOSTS=f"{HOST}, .example.org,")
     assert prod["DEBUG"] is False
