@@ -15,6 +15,10 @@ The scratch schema gets every migration. A probe measures, on the log as it is:
 - the console, through Django's test client as a logged-in superuser: the first timeline page,
   the first P4 account's stream page and the catalog.
 
+At N only (on the empty log there is nothing to fold), every ledger projection is then rebuilt
+from zero, one after another (blue/green, in this process, as P1 does): `rebuild` reports each
+one's events/s over the whole log and `all_eps`, the log's events over their total seconds.
+
 W1 and W4 are taken four times per probe, the first left out (the median of the other three is
 reported); the rest five times after one left out.
 The run probes the empty log, grows it to N events of the ledger's shape (accounts of 100
@@ -42,7 +46,7 @@ from django.test import Client
 
 from app.ledger.domain.account import Account
 from bench import common, snapshot_workload
-from bench.backlog_workload import ledger_account
+from bench.backlog_workload import ledger_account, rebuild_every_projection
 from eventstore import browse
 from eventstore.records import NO_STREAM, NewEvent
 from eventstore.repository import Repository
@@ -197,6 +201,22 @@ FLAT = ("w1_eps", "w4_eps")  # within 15 % of the empty log
 BOUNDED_MS = ("timeline_ms", "stream_ms", "catalog_ms")  # under 200 ms
 
 
+def rebuilds(events: int, log: Callable[[str], None]) -> dict[str, Any]:
+    seconds = rebuild_every_projection(events)
+    eps = {name: round(events / s, 1) for name, s in seconds.items()}
+    result = {
+        "events": events,
+        "eps": eps,
+        "all_eps": round(events / sum(seconds.values()), 1),
+        "all_seconds": round(sum(seconds.values()), 3),
+    }
+    log(
+        f"  rebuilt {len(seconds)} projections over {events:,} events: "
+        + ", ".join(f"{k} {v:,.0f}/s" for k, v in eps.items())
+    )
+    return result
+
+
 def run(events: int, log: Callable[[str], None]) -> dict[str, Any]:
     common.drop_schema()
     with connections["default"].cursor() as cur:
@@ -209,6 +229,7 @@ def run(events: int, log: Callable[[str], None]) -> dict[str, Any]:
             log(f"  grew the log by {written:,} ledger events in {seconds:.0f} s: {written / seconds:,.0f} events/s")
             sizes = disk()
             full = probe(sizes["events"], 200, log)
+            rebuilt = rebuilds(sizes["events"], log)
     finally:
         common.drop_schema()
     ratios = {k: round(full[k] / empty[k], 3) for k in empty if k != "log_events" and not k.endswith("runs")}
@@ -227,5 +248,6 @@ def run(events: int, log: Callable[[str], None]) -> dict[str, Any]:
         "ratio_full_over_empty": ratios,
         "meets": verdicts,
         "disk": sizes,
+        "rebuild": rebuilt,
         "method": (__doc__ or "").strip(),
     }

@@ -70,9 +70,18 @@ class ProcessManager(Subscriber):
 
     kind: ClassVar[str] = "process"  # never rebuilt, reset or replayed by a rebuild
     version: ClassVar[int] = 1  # only for the shared state row: a process manager has no tables to rebuild
+    batch_size: ClassVar[int] = BATCH_SIZE  # events read per batch (the checkpoint moves once per batch)
 
     def handle(self, event: RecordedEvent) -> None:
         getattr(self, self.handlers[event.type])(event)
+
+    def flush(self) -> None:
+        """Called once per batch, before the checkpoint moves past the events handled: a process
+        manager that holds back work from `handle` (the integration publisher sends its messages
+        here, together) does it now. `Deferred` leaves the checkpoint where the batch began."""
+
+    def discard(self) -> None:
+        """Called when a batch ends, flushed or not: forget whatever `handle` held back."""
 
 
 process_registry: Registry[ProcessManager] = Registry()  # apart from the projections' registry
@@ -140,7 +149,7 @@ def _run_batch(process: ProcessManager, bucket: int) -> Outcome:
         return "paused"
     # Every type, not only the handled ones: so the checkpoint reaches the bucket's head, and lag
     # (here, in lagging_buckets and in the projections overview) means what it means for projections.
-    page = EventStore().read_all(checkpoint, limit=BATCH_SIZE, bucket=bucket)
+    page = EventStore().read_all(checkpoint, limit=process.batch_size, bucket=bucket)
     if not page.events:
         return "drained"
     mine = [e.event_id for e in page.events if e.type in process.handlers]
@@ -150,30 +159,43 @@ def _run_batch(process: ProcessManager, bucket: int) -> Outcome:
         else set()
     )
     done = checkpoint
-    for event in page.events:
-        if event.type in process.handlers and event.event_id not in skipped:
-            with applying(process.name, event, "process") as scope:
-                try:
-                    process.handle(event)
-                except ConcurrencyError as exc:  # lost races, even after the handler's retries: try again soon
-                    scope.failed(exc)
-                    log.info("process %s lost a race on event %s; trying again", process.name, event.event_id)
-                    return "more" if _stop(process.name, bucket, checkpoint, done) else "busy"
-                except Deferred as exc:
-                    scope.failed(exc)
-                    log.debug("process %s deferred event %s: %s", process.name, event.event_id, exc)
-                    return "deferred" if _stop(process.name, bucket, checkpoint, done) else "busy"
-                except LOST_CONNECTION:
-                    raise
-                except Exception as exc:
-                    scope.failed(exc)
-                    log.exception("process %s failed on event %s", process.name, event.event_id)
-                    _stop(process.name, bucket, checkpoint, done, park=(event, tracebacks.redacted(exc)))
-                    return "failed"
-        done = event.checkpoint
-    if not _stop(process.name, bucket, checkpoint, done):
-        return "busy"
-    return "applied" if len(page.events) == BATCH_SIZE else "drained"
+    park: tuple[RecordedEvent, str] | None = None
+    outcome: Outcome | None = None
+    try:
+        for event in page.events:
+            if event.type in process.handlers and event.event_id not in skipped:
+                with applying(process.name, event, "process") as scope:
+                    try:
+                        process.handle(event)
+                    except ConcurrencyError as exc:  # lost races, even after the handler's retries: try again soon
+                        scope.failed(exc)
+                        log.info("process %s lost a race on event %s; trying again", process.name, event.event_id)
+                        outcome = "more"
+                    except Deferred as exc:
+                        scope.failed(exc)
+                        log.debug("process %s deferred event %s: %s", process.name, event.event_id, exc)
+                        outcome = "deferred"
+                    except LOST_CONNECTION:
+                        raise
+                    except Exception as exc:
+                        scope.failed(exc)
+                        log.exception("process %s failed on event %s", process.name, event.event_id)
+                        park, outcome = (event, tracebacks.redacted(exc)), "failed"
+                if outcome is not None:
+                    break
+            done = event.checkpoint
+        try:
+            process.flush()  # what was held back for the events before `done` goes out first
+        except Deferred as exc:
+            log.debug("process %s deferred a batch of bucket %s: %s", process.name, bucket, exc)
+            return "deferred"
+    finally:
+        process.discard()
+    if outcome is None:
+        outcome = "applied" if len(page.events) == process.batch_size else "drained"
+    if not _stop(process.name, bucket, checkpoint, done, park=park):
+        return "failed" if park is not None else "busy"
+    return outcome
 
 
 def _stop(

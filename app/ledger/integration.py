@@ -80,13 +80,17 @@ def _opening(event: RecordedEvent, store: Store) -> dict[str, Any]:
     request), but for personal data."""
     found = _OPENINGS.get(event.stream_id)
     if found is None:
-        data = store.read_stream(event.stream_id, limit=1)[0].data
-        found = _OPENINGS[event.stream_id] = {k: v for k, v in data.items() if k in NOT_PERSONAL}
-        if len(_OPENINGS) > OPENINGS_KEPT:
-            _OPENINGS.popitem(last=False)
-    else:
-        _OPENINGS.move_to_end(event.stream_id)
+        return _remember(store.read_stream(event.stream_id, limit=1)[0])
+    _OPENINGS.move_to_end(event.stream_id)
     return found
+
+
+def _remember(first: RecordedEvent) -> dict[str, Any]:
+    """Keeps what the translations need of a stream's first event (never personal data)."""
+    kept = _OPENINGS[first.stream_id] = {k: v for k, v in first.data.items() if k in NOT_PERSONAL}
+    if len(_OPENINGS) > OPENINGS_KEPT:
+        _OPENINGS.popitem(last=False)
+    return kept
 
 
 def _common(event: RecordedEvent) -> dict[str, object]:
@@ -95,6 +99,7 @@ def _common(event: RecordedEvent) -> dict[str, object]:
 
 @translates("ledger.AccountOpened")
 def account_opened(event: RecordedEvent, store: Store) -> AccountOpenedV1:
+    _remember(event)  # the deposits and withdrawals that follow it then read nothing
     return AccountOpenedV1.model_validate(
         {**_common(event), "account_id": event.stream_id, "currency": event.data["currency"]}
     )

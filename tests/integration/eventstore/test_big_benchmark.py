@@ -62,4 +62,10 @@ def test_big_grows_the_log_probes_it_at_both_sizes_and_reports_the_disk(transact
     indexes = report["disk"]["index_bytes_per_event"]
     assert "eventstore_event_pkey" in indexes and all(v >= 0 for v in indexes.values())
     assert report["disk"]["bytes_per_event"] > report["disk"]["table_bytes_per_event"] > 0
+    rebuilt = report["rebuild"]
+    assert rebuilt["events"] == full["log_events"]
+    assert set(rebuilt["eps"]) == {"account_entries", "account_summary", "daily_totals", "transfers"}
+    # every projection rebuilt one after another: the whole takes longer than any one of them
+    assert all(eps > rebuilt["all_eps"] > 0 for eps in rebuilt["eps"].values())
+    assert abs(rebuilt["all_eps"] - rebuilt["events"] / rebuilt["all_seconds"]) <= 0.01 * rebuilt["all_eps"]
     assert _no_scratch_schema_left()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from uuid import uuid4
 
+import pytest
 from kombu import Queue
 
 from app.integration import transport
@@ -97,3 +98,77 @@ def test_a_broker_away_defers_the_bucket_unparked_and_said_once_then_it_publishe
                 transport.exchange()(conn.default_channel).delete()
         assert any("is back: publishing resumes" in r.getMessage() for r in caplog.records)
     assert BucketCheckpoint.objects.get(**row).position > before
+
+
+def test_a_crash_before_the_checkpoint_moves_publishes_the_batch_again_with_the_same_ids(
+    integration_broker, settings, transactional_db, monkeypatch
+):
+    """At least once: the batch went to the broker, then the checkpoint's move failed (the worker
+    died there); the next run sends the same messages again, with the same message ids and bodies,
+    in the same order, for consumers to dedupe by."""
+    settings.EVENTFOLD_EXCHANGE = f"test.{uuid4().hex}"
+    queue = Queue(f"test.outbox.{uuid4().hex}", transport.exchange(), routing_key="ledger.#", auto_delete=False)
+    status.start_at_head()
+    account = uuid4()
+    store = EventStore()
+    store.append(account, "account", [e.AccountOpened(owner="Dora Dup", currency="EUR")], expected_version=NO_STREAM)
+    store.append(account, "account", [e.FundsDeposited(amount=5), e.FundsDeposited(amount=7)])
+    bucket = store.read_stream(account)[0].bucket
+
+    real_stop, crashes = processes._stop, []
+
+    def crash_once(*args, **kwargs):
+        if not crashes:
+            crashes.append(1)
+            raise RuntimeError("the worker died before the checkpoint moved")
+        return real_stop(*args, **kwargs)
+
+    monkeypatch.setattr(processes, "_stop", crash_once)
+    with transport.connection() as conn:
+        bound = queue(conn.default_channel)
+        bound.declare()
+        try:
+            with pytest.raises(RuntimeError, match="worker died"):
+                processes.run("integration_publisher", bucket)
+            assert processes.run("integration_publisher", bucket) == "drained"
+            got = []
+            while (message := bound.get(no_ack=True)) is not None:
+                got.append((message.properties["message_id"], message.body))
+        finally:
+            bound.delete()
+            transport.exchange()(conn.default_channel).delete()
+    ids = [str(event.event_id) for event in store.read_stream(account)]
+    first, second = got[: len(got) // 2], got[len(got) // 2 :]
+    assert len(got) == 2 * len(ids) and first == second  # the same batch twice, in the log's order
+    assert [message_id for message_id, _ in first] == ids
+
+
+def test_rabbitmq_confirms_every_message_and_a_refusal_defers_the_batch(amqp_url, settings, transactional_db):
+    """Publisher confirms: a queue that refuses what exceeds its length (`reject-publish`) makes
+    the broker nack those messages, and the batch is not taken as published; only confirms can
+    tell (without them the broker drops the messages silently)."""
+    from app.integration.publisher import _publishing
+
+    settings.INTEGRATION_BROKER_URL = amqp_url
+    settings.EVENTFOLD_EXCHANGE = f"test.{uuid4().hex}"
+    full = Queue(
+        f"test.outbox.{uuid4().hex}",
+        transport.exchange(),
+        routing_key="ledger.#",
+        auto_delete=False,
+        queue_arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
+    )
+    sent = [transport.Outgoing(b"{}", "ledger.test.v1", str(uuid4()), {}) for _ in range(3)]
+    with transport.connection() as conn:
+        bound = full(conn.default_channel)
+        bound.declare()
+        try:
+            with pytest.raises(transport.BrokerUnavailable, match="refused"):
+                _publishing.publish_all(sent)
+            _publishing._down_until = 0.0  # past the cool-off at once
+            bound.purge()
+            _publishing.publish_all(sent[:1])  # one fits: confirmed, and in the queue when the call returns
+            assert bound.get(no_ack=True).properties["message_id"] == sent[0].message_id
+        finally:
+            bound.delete()
+            transport.exchange()(conn.default_channel).delete()
