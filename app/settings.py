@@ -76,7 +76,7 @@ if PRODUCTION:
     # the probes, which a balancer or orchestrator sends to the server itself without TLS.
     SECURE_SSL_REDIRECT = True
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # Django matches them without the leading slash
-    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_SECONDS = number("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = _env_flag("SECURE_HSTS_PRELOAD", True)
     # Off only by choice (the preload list binds a whole registered domain): then the deploy
@@ -215,7 +215,7 @@ REDIS_URL = os.environ.get("REDIS_URL") or embedded.redis_url()
 # Every Redis client (the wake-up flags, the rate limit, the cache the login throttle counts in,
 # Channels, the Celery broker) gives up on a connect or a reply after this long: a Redis that is
 # hung, or gone without closing its connections, must not hold a request (or a publish) for ever.
-REDIS_TIMEOUT_S = float(os.environ.get("REDIS_TIMEOUT_S", "0.5"))
+REDIS_TIMEOUT_S = number("REDIS_TIMEOUT_S", 0.5, whole=False)
 REDIS_CLIENT_OPTIONS = {"socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S}
 
 
@@ -233,20 +233,20 @@ INTEGRATION_BROKER_URL = (
     os.environ.get("INTEGRATION_BROKER_URL", "").strip() or AMQP_URL or _celery_broker(REDIS_URL)
 )  # INTEGRATION_BROKER_URL: another broker still (tests point a worker at one of their own)
 EVENTFOLD_EXCHANGE = os.environ.get("EVENTFOLD_EXCHANGE", "eventfold").strip() or "eventfold"
-INTEGRATION_CONNECT_TIMEOUT_S = float(os.environ.get("INTEGRATION_CONNECT_TIMEOUT_S", "2"))
+INTEGRATION_CONNECT_TIMEOUT_S = number("INTEGRATION_CONNECT_TIMEOUT_S", 2, whole=False)
 # The inbox (app/integration/inbox.py, `manage.py consume_inbox`; docs/integration.md).
 EVENTFOLD_INBOX_QUEUE = os.environ.get("EVENTFOLD_INBOX_QUEUE", "eventfold.inbox").strip() or "eventfold.inbox"
-INBOX_PREFETCH = int(os.environ.get("INBOX_PREFETCH", "4"))
-INBOX_MAX_ATTEMPTS = int(os.environ.get("INBOX_MAX_ATTEMPTS", "5"))  # a transient failure's tries, then parked
-INBOX_RETRY_BACKOFF_S = float(os.environ.get("INBOX_RETRY_BACKOFF_S", "0.5"))  # doubled after each try
-INBOX_MAX_BODY_BYTES = int(os.environ.get("INBOX_MAX_BODY_BYTES", "65536"))
-INBOX_RETENTION_S = int(os.environ.get("INBOX_RETENTION_S", str(7 * 86400)))
-DEAD_LETTER_RETENTION_S = int(os.environ.get("DEAD_LETTER_RETENTION_S", str(30 * 86400)))  # settled ones
+INBOX_PREFETCH = number("INBOX_PREFETCH", 4, least=1)
+INBOX_MAX_ATTEMPTS = number("INBOX_MAX_ATTEMPTS", 5, least=1)  # a transient failure's tries, then parked
+INBOX_RETRY_BACKOFF_S = number("INBOX_RETRY_BACKOFF_S", 0.5, whole=False)  # doubled after each try
+INBOX_MAX_BODY_BYTES = number("INBOX_MAX_BODY_BYTES", 65536, least=1)
+INBOX_RETENTION_S = number("INBOX_RETENTION_S", 7 * 86400)
+DEAD_LETTER_RETENTION_S = number("DEAD_LETTER_RETENTION_S", 30 * 86400)  # settled ones
 # Outside readers (docs/integration.md): live streams per web process, their keep-alive, and how
 # long a subscription's consumer keeps its buckets without fetching.
-LIVE_MAX_STREAMS = int(os.environ.get("LIVE_MAX_STREAMS", "100"))
-LIVE_HEARTBEAT_S = float(os.environ.get("LIVE_HEARTBEAT_S", "15"))
-SUBSCRIPTION_LEASE_S = float(os.environ.get("SUBSCRIPTION_LEASE_S", "30"))
+LIVE_MAX_STREAMS = number("LIVE_MAX_STREAMS", 100, least=1)
+LIVE_HEARTBEAT_S = number("LIVE_HEARTBEAT_S", 15, whole=False)
+SUBSCRIPTION_LEASE_S = number("SUBSCRIPTION_LEASE_S", 30, whole=False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -286,9 +286,9 @@ CACHES = {
 # Logins (app/core/throttle.py, django-axes): every login goes through Django's authenticate(), the
 # console's /login/ and /admin/ alike. Failures count in the cache per username (normalised as the
 # login does) and client address, and per address across usernames; a lock lasts the cool-off.
-LOGIN_MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))  # per username and address
-LOGIN_MAX_FAILURES_PER_ADDRESS = int(os.environ.get("LOGIN_MAX_FAILURES_PER_ADDRESS", "20"))  # any usernames
-LOGIN_COOLOFF_S = int(os.environ.get("LOGIN_COOLOFF_S", "300"))  # a lock lasts this long after the last failure
+LOGIN_MAX_FAILURES = number("LOGIN_MAX_FAILURES", 5, least=1)  # per username and address
+LOGIN_MAX_FAILURES_PER_ADDRESS = number("LOGIN_MAX_FAILURES_PER_ADDRESS", 20, least=1)  # any usernames
+LOGIN_COOLOFF_S = number("LOGIN_COOLOFF_S", 300)  # a lock lasts this long after the last failure
 # Proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated); none by
 # default: the client address is the connection's. uvicorn's command line follows the same variable.
 TRUSTED_PROXIES = [p.strip() for p in os.environ.get("EVENTFOLD_TRUSTED_PROXIES", "").split(",") if p.strip()]
@@ -325,18 +325,18 @@ if PRODUCTION:
 else:
     EVENTFOLD_MASTER_KEY = os.environ.get("EVENTFOLD_MASTER_KEY") or embedded.secret_file("master_key")
 
-CONSISTENCY_TIMEOUT_S = float(os.environ.get("CONSISTENCY_TIMEOUT_S", "5"))  # ?consistent_with= waits at most this
-BACKPRESSURE_MAX_LAG = int(os.environ.get("BACKPRESSURE_MAX_LAG", "50000"))  # events not yet projected
+CONSISTENCY_TIMEOUT_S = number("CONSISTENCY_TIMEOUT_S", 5, whole=False)  # ?consistent_with= waits at most this
+BACKPRESSURE_MAX_LAG = number("BACKPRESSURE_MAX_LAG", 50000)  # events not yet projected
 BACKPRESSURE_RETRY_AFTER_S = 5
 # Each process reads the published lag at most this often (projections/backpressure.py).
 BACKPRESSURE_READ_EVERY_S = number("BACKPRESSURE_READ_EVERY_S", 1, whole=False)
 # A transfer still pending this long after its request, its debit not confirmed, fails as expired.
-EVENTFOLD_TRANSFER_DEADLINE_S = float(os.environ.get("EVENTFOLD_TRANSFER_DEADLINE_S", "60"))
+EVENTFOLD_TRANSFER_DEADLINE_S = number("EVENTFOLD_TRANSFER_DEADLINE_S", 60, whole=False)
 # Rebuilds (projections/rebuild.py): events per batch (each commits with the rebuild's checkpoint),
 # and how long a running rebuild may show no progress before beat hands it to a new chain of slices.
-REBUILD_BATCH_EVENTS = int(os.environ.get("REBUILD_BATCH_EVENTS", "10000"))
-REBUILD_STALLED_AFTER_S = float(os.environ.get("REBUILD_STALLED_AFTER_S", "30"))
-API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(64 * 1024)))
+REBUILD_BATCH_EVENTS = number("REBUILD_BATCH_EVENTS", 10000, least=1)
+REBUILD_STALLED_AFTER_S = number("REBUILD_STALLED_AFTER_S", 30, whole=False)
+API_MAX_BODY_BYTES = number("API_MAX_BODY_BYTES", 64 * 1024, least=1)
 # The REST API's rate limit (app/api/ratelimit.py): requests per window per bearer token, and per
 # client address for requests without a valid token; 0 turns either off. The per-token default is
 # generous on purpose (2,000 a second: the benchmark's clients are never held back); a production
@@ -366,7 +366,7 @@ Path(METRICS_DIR).mkdir(parents=True, exist_ok=True)
 METRICS_ALLOW_ANONYMOUS = _env_flag("METRICS_ALLOW_ANONYMOUS", False)
 
 EVENTSTORE = {
-    "SNAPSHOT_EVERY": int(os.environ.get("EVENTSTORE_SNAPSHOT_EVERY", "100")),
+    "SNAPSHOT_EVERY": number("EVENTSTORE_SNAPSHOT_EVERY", 100),
 }
 
 # Categories whose events expire, KurrentDB's $maxAge / $maxCount per category (eventstore.retention):

@@ -24,8 +24,8 @@ class SettingError(ImproperlyConfigured):
 @overload
 def number(name: str, default: int, *, least: int = 0, whole: Literal[True] = True) -> int: ...
 @overload
-def number(name: str, default: int, *, least: int = 0, whole: Literal[False]) -> float: ...
-def number(name: str, default: int, *, least: int = 0, whole: bool = True) -> int | float:
+def number(name: str, default: float, *, least: int = 0, whole: Literal[False]) -> float: ...
+def number(name: str, default: float, *, least: int = 0, whole: bool = True) -> int | float:
     """The environment variable `name` as a number of at least `least` (a whole one unless `whole`
     is False), or `default` when it is unset or blank; anything else (text, a negative, nan) stops
     the process with one sentence naming the variable, instead of a traceback from int()."""

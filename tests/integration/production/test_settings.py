@@ -144,6 +144,12 @@ def test_a_master_key_that_is_not_32_bytes_of_base64_is_refused_at_start():
         ("API_TOKEN_CACHE_S", "-5"),
         ("API_TOKEN_CACHE_S", "nan"),
         ("BACKPRESSURE_READ_EVERY_S", "soon"),
+        ("INBOX_PREFETCH", "0"),
+        ("LOGIN_COOLOFF_S", "5m"),
+        ("LIVE_MAX_STREAMS", "many"),
+        ("REDIS_TIMEOUT_S", "fast"),
+        ("EVENTSTORE_SNAPSHOT_EVERY", "-1"),
+        ("SECURE_HSTS_SECONDS", "a year"),
     ],
 )
 def test_a_bad_number_stops_the_process_with_one_sentence_naming_it(name, bad):
