@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import os
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from psycopg import pq
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
+from eventstore.ids import new_event_ids
 from eventstore.records import NewEvent, RecordedEvent
 from eventstore.statements import AppendStatement
 
@@ -83,38 +83,16 @@ def fetch_all(cur: psycopg.Cursor[RecordedEvent]) -> list[RecordedEvent]:
             gc.enable()
 
 
-# Random (version 4) UUIDs for n events from one call to the OS: masks set the version and
-# variant bits of every 16-byte id at once, so no Python loop touches the bytes.
-_UUID_BITS = (1 << 128) - 1
-_UUID_KEEP = _UUID_BITS & ~(0xF000 << 64) & ~(0xC000 << 48)
-_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
-
-
-@functools.cache
-def _uuid4_masks(n: int) -> tuple[int, int]:
-    keep = set_ = 0
-    for _ in range(n):
-        keep, set_ = keep << 128 | _UUID_KEEP, set_ << 128 | _UUID_SET
-    return keep, set_
-
-
-def random_event_ids(n: int) -> list[bytes]:
-    """n random version-4 UUIDs as 16-byte strings."""
-    keep, set_ = _uuid4_masks(n)
-    blob = ((int.from_bytes(os.urandom(16 * n)) & keep) | set_).to_bytes(16 * n)
-    return [blob[i : i + 16] for i in range(0, 16 * n, 16)]
-
-
 _set_slot, _new_object, _UNKNOWN = object.__setattr__, object.__new__, SafeUUID.unknown
 
 
 def event_ids(batch: Sequence[NewEvent]) -> list[UUID]:
-    """Each event's id: its own, or a random one (all of an append's from one call to the OS)."""
+    """Each event's id: its own, or a new time-ordered one (eventstore/ids.py)."""
     ids = [e.event_id for e in batch]
     missing = sum(1 for i in ids if i is None)
     if not missing:
         return ids  # type: ignore[return-value]  # no None in it: the hot path skips a copy to prove it
-    made = iter(random_event_ids(missing))
+    made = iter(new_event_ids(missing))
     return [uuid_from_bytes(next(made)) if i is None else i for i in ids]
 
 

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import orjson
 from pydantic import BaseModel
@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from eventstore import hooks, personal_data
 from eventstore.append_rules import check_append, original_append
 from eventstore.errors import ConcurrencyError, StreamTombstoned
+from eventstore.ids import new_event_ids
 from eventstore.records import (
     ANY,
     START,
@@ -133,7 +134,8 @@ class InMemoryEventStore:
         expected: int | None,
     ) -> AppendResult:
         given = [e.event_id for e in batch]
-        ids = [uuid4() if i is None else i for i in given]
+        made = iter(new_event_ids(sum(1 for i in given if i is None)))
+        ids = [UUID(bytes=next(made)) if i is None else i for i in given]
         batch = [e if e.event_id is not None else e._replace(event_id=i) for e, i in zip(batch, ids, strict=True)]
         personal = self.registry.personal_types
         sealed = None

@@ -1,5 +1,6 @@
 """Appending: expected versions, atomic batches, idempotent retries, validation, the append hooks."""
 
+import time
 from uuid import RFC_4122, uuid4
 
 import pytest
@@ -149,14 +150,18 @@ def test_metadata_and_ids_are_stored(store):
     assert recorded.category == "tally" and recorded.bucket == recorded.stream_id.int % 64
 
 
-def test_events_without_ids_get_distinct_random_ids_as_stored(store):
+def test_events_without_ids_get_distinct_time_ordered_ids_as_stored(store):
     sid = uuid4()
+    before_ms = time.time_ns() // 1_000_000
     given = uuid4()
     result = store.append(sid, "tally", [Opened(name="a"), NewEvent(Added(amount=1), event_id=given), Added(amount=2)])
     stored = [e.event_id for e in store.read_stream(sid)]
     assert result.event_ids == stored
     assert stored[1] == given
-    assert len(set(stored)) == 3 and all(i.version == 4 and i.variant == RFC_4122 for i in stored)
+    made = [stored[0], stored[2]]
+    assert len(set(stored)) == 3 and all(i.version == 7 and i.variant == RFC_4122 for i in made)
+    # version 7: the first 48 bits are the time of the append in milliseconds
+    assert all(before_ms <= i.int >> 80 <= time.time_ns() // 1_000_000 for i in made)
     assert [str(i) for i in result.event_ids] == [str(i) for i in stored]  # built from bytes, same as UUID()
 
 
