@@ -1,6 +1,8 @@
-"""`manage.py benchmark --workloads P4` and `--big` end to end at tiny sizes, as a user runs them:
-P4 loads its account from a snapshot at its last event and from a twin that has none; `--big`
-grows the log by the events asked for, probes it before and after, and drops its scratch schema."""
+"""`manage.py benchmark --workloads P4`, `--workloads P5` and `--big` end to end at tiny sizes, as a
+user runs them: P4 loads its account from a snapshot at its last event and from a twin that has
+none; P5 catches a backlog up with a real worker and rebuilds the same log as its reference;
+`--big` grows the log by the events asked for, probes it before and after, rebuilds it, and
+drops its scratch schema."""
 
 import json
 import os
@@ -68,4 +70,25 @@ def test_big_grows_the_log_probes_it_at_both_sizes_and_reports_the_disk(transact
     # every projection rebuilt one after another: the whole takes longer than any one of them
     assert all(eps > rebuilt["all_eps"] > 0 for eps in rebuilt["eps"].values())
     assert abs(rebuilt["all_eps"] - rebuilt["events"] / rebuilt["all_seconds"]) <= 0.01 * rebuilt["all_eps"]
+    assert _no_scratch_schema_left()
+
+
+def test_p5_catches_a_backlog_up_with_a_worker_and_rebuilds_it_as_the_reference(transactional_db, tmp_path):
+    p5 = _benchmark("--workloads", "P5", "--scale", "0.01", out=tmp_path / "p5.json")["P5"]
+
+    assert p5["events"] == 100 * 100  # 100 accounts (the least) of 100 events
+    assert len(p5["runs"]) == len(p5["reference_runs"]) == len(p5["run_ratios"]) == 3
+    assert p5["ratio"] in p5["run_ratios"] and p5["eps"] in p5["runs"]
+    assert p5["eps"] > 0 and p5["reference_eps"] > 0 and p5["projections_eps"] >= p5["eps"]
+    # every projection and process manager, the integration publisher among them, reached lag 0
+    assert set(p5["finished_s"]) >= {
+        "account_entries",
+        "account_summary",
+        "daily_totals",
+        "transfers",
+        "transfer_process",
+        "integration_publisher",
+    }
+    assert p5["status_samples"] > 0 and p5["status_errors"] == 0
+    assert set(p5["serial_eps"]) >= {"projections_folded", "integration_publisher"}
     assert _no_scratch_schema_left()
