@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 from app.integration import metrics
 from app.integration.events import Message, registry
@@ -59,7 +60,13 @@ class IntegrationPublisher(ProcessManager):
     batch_size = 1_000  # a publish costs no command: batches as large as a projection's
 
     def __init__(self) -> None:
-        self._held: list[Message] = []
+        self._local = threading.local()  # one instance serves every thread: each holds its own batch
+
+    @property
+    def _held(self) -> list[Message]:
+        if not hasattr(self._local, "held"):
+            self._local.held = []
+        return self._local.held
 
     def handle(self, event: RecordedEvent) -> None:
         self._held.extend(registry.translate(event, EventStore()))
@@ -69,7 +76,7 @@ class IntegrationPublisher(ProcessManager):
             publish_all(self._held)
 
     def discard(self) -> None:
-        self._held = []
+        self._local.held = []
 
 
 IntegrationPublisher.handlers = registry.handlers  # every domain type with a translation, as they register

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -104,12 +105,12 @@ class Outgoing:
 
 class Publishing:
     """One connection and producer per process, made on first use and again after a failure
-    (never one per message). `publish_all` returns once the broker holds every message, in the
-    order given: on RabbitMQ every message is published under publisher confirms and the confirms
-    are awaited together; on Redis the LPUSHes go in pipelines of `BATCH_MAX` (kombu's publish
-    batch) with the exchange's bindings read once per call. After a failure the next attempts
-    fail at once for `cool_off_s`, so an outage costs each catch-up nothing while beat's tick
-    keeps trying."""
+    (never one per message), used by one thread at a time. `publish_all` returns once the broker
+    holds every message, in the order given: on RabbitMQ every message is published under
+    publisher confirms and the confirms are awaited together; on Redis the LPUSHes go in
+    pipelines of `BATCH_MAX` (kombu's publish batch) with the exchange's bindings read once per
+    call. After a failure the next attempts fail at once for `cool_off_s`, so an outage costs
+    each catch-up nothing while beat's tick keeps trying."""
 
     def __init__(self, cool_off_s: float = 2.0) -> None:
         self.cool_off_s = cool_off_s
@@ -119,6 +120,7 @@ class Publishing:
         self._down_until = 0.0
         self._target = ("", "")  # the broker and exchange the connection was made for
         self._sent = 0  # messages published on the channel: the last one's delivery tag under confirms
+        self._lock = threading.Lock()  # one connection per process: its threads publish one at a time
 
     def publish(self, body: bytes, *, routing_key: str, message_id: str, headers: dict[str, object]) -> None:
         self.publish_all([Outgoing(body, routing_key, message_id, headers)])
@@ -128,6 +130,10 @@ class Publishing:
         failure (they are sent again with the rest: at least once)."""
         if not messages:
             return
+        with self._lock:
+            self._publish_all(messages)
+
+    def _publish_all(self, messages: Sequence[Outgoing]) -> None:
         if time.monotonic() < self._down_until:
             raise BrokerUnavailable("the broker failed a moment ago; not tried again yet")
         try:
