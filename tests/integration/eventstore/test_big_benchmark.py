@@ -79,7 +79,9 @@ def test_p5_catches_a_backlog_up_with_a_worker_and_rebuilds_it_as_the_reference(
     assert p5["events"] == 100 * 100  # 100 accounts (the least) of 100 events
     assert len(p5["runs"]) == len(p5["reference_runs"]) == len(p5["run_ratios"]) == 3
     assert p5["ratio"] in p5["run_ratios"] and p5["eps"] in p5["runs"]
-    assert p5["eps"] > 0 and p5["reference_eps"] > 0 and p5["projections_eps"] >= p5["eps"]
+    assert p5["eps"] > 0 and p5["reference_eps"] > 0
+    # the projections reach lag 0 no later than everything does (the last poll may see both at once)
+    assert p5["projections_eps"] >= 0.99 * p5["eps"]
     # every projection and process manager, the integration publisher among them, reached lag 0
     assert set(p5["finished_s"]) >= {
         "account_entries",
