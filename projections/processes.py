@@ -52,7 +52,8 @@ __all__ = ["Deferred", "ProcessManager", "handles", "lagging_buckets", "process_
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 100  # each handled event costs a few commands, not one upsert: smaller batches than projections
+BATCH_SIZE = 1_000  # events read per batch: most are not a process manager's, and those cost nothing
+HANDLED_PER_BATCH = 100  # each handled event costs a few commands, not one upsert: a batch ends after so many
 BATCHES_PER_RUN = 20
 Outcome = Literal["applied", "drained", "busy", "paused", "failed", "more", "deferred"]
 # The database went away: not the event's fault, so never a reason to park it.
@@ -71,6 +72,7 @@ class ProcessManager(Subscriber):
     kind: ClassVar[str] = "process"  # never rebuilt, reset or replayed by a rebuild
     version: ClassVar[int] = 1  # only for the shared state row: a process manager has no tables to rebuild
     batch_size: ClassVar[int] = BATCH_SIZE  # events read per batch (the checkpoint moves once per batch)
+    handled_per_batch: ClassVar[int] = HANDLED_PER_BATCH  # and the batch ends after handling so many
 
     def handle(self, event: RecordedEvent) -> None:
         getattr(self, self.handlers[event.type])(event)
@@ -161,6 +163,7 @@ def _run_batch(process: ProcessManager, bucket: int) -> Outcome:
     done = checkpoint
     park: tuple[RecordedEvent, str] | None = None
     outcome: Outcome | None = None
+    handled = 0
     try:
         for event in page.events:
             if event.type in process.handlers and event.event_id not in skipped:
@@ -183,7 +186,11 @@ def _run_batch(process: ProcessManager, bucket: int) -> Outcome:
                         park, outcome = (event, tracebacks.redacted(exc)), "failed"
                 if outcome is not None:
                     break
+                handled += 1
             done = event.checkpoint
+            if handled >= process.handled_per_batch:
+                outcome = "applied"  # the rest of the page in the next batch: a crash redoes at most this many
+                break
         try:
             process.flush()  # what was held back for the events before `done` goes out first
         except Deferred as exc:

@@ -57,7 +57,7 @@ class IntegrationPublisher(ProcessManager):
     (one round trip to the broker rather than one per message)."""
 
     name = "integration_publisher"
-    batch_size = 1_000  # a publish costs no command: batches as large as a projection's
+    handled_per_batch = 1_000  # a publish costs no command: every translated event of the page in one batch
 
     def __init__(self) -> None:
         self._local = threading.local()  # one instance serves every thread: each holds its own batch
