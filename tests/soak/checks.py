@@ -114,8 +114,10 @@ def money(stack: Stack, commands: list[Command]) -> tuple[int, int]:
 
 
 def during(answer: Answer, faults: list[Fault]) -> Fault | None:
+    """The outage this request was in flight during: it may have been sent just before the fault
+    began (a slow login is still hashing when PostgreSQL stops) or answered up to GRACE_S after."""
     for fault in faults:
-        if fault.outage and fault.began - 0.5 <= answer.at <= fault.ended + GRACE_S:
+        if fault.outage and answer.at + answer.seconds >= fault.began - 0.5 and answer.at <= fault.ended + GRACE_S:
             return fault
     return None
 
