@@ -25,6 +25,17 @@ from app.api.middleware import BodyLimit  # noqa: E402
 
 
 class ApiHandler(ASGIHandler):
+    async def __call__(self, scope, receive, send):
+        """As Django's, without a `ThreadSensitiveContext` per request: inside one, the first
+        thread-sensitive call (Django's request_started and request_finished receivers, sync ones)
+        starts a thread of the request's own, and the request's end joins it: a tenth of an API
+        command's time in the web process (docs/benchmarks.md, P2). The API's views are all async
+        and send their blocking work to the loop's pool (app/core/threads.py), so those receivers
+        are the only thread-sensitive calls here: they run on asgiref's one shared sync thread."""
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
     def load_middleware(self, is_async: bool = False) -> None:
         full = settings.MIDDLEWARE
         settings.MIDDLEWARE = settings.API_MIDDLEWARE

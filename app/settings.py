@@ -252,6 +252,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fix-up closes every database connection before and after each task unless this
+# is set: a catch-up (one every few commands) then paid for a new PostgreSQL backend, its login and
+# cold caches, and lost its prepared statements. A worker keeps its connection for this many tasks;
+# Django's checks (CONN_MAX_AGE, a connection that failed) and libpq's still run before each task
+# (app/core/connections.py), and a catch-up whose kept connection the server dropped runs again
+# once on a new one (projections/tasks.py).
+CELERY_DB_REUSE_MAX = number("CELERY_DB_REUSE_MAX", 1000, least=1)
 # (a worker's BRPOP waits up to 1 s for a task: a reply may take that much longer)
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {"socket_connect_timeout": REDIS_TIMEOUT_S, "socket_timeout": REDIS_TIMEOUT_S + 1}

@@ -33,7 +33,7 @@ start at zero: handling old history again issues commands that change nothing.
 from __future__ import annotations
 
 import logging
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import psycopg
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
@@ -112,14 +112,17 @@ def run(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcom
         raise RuntimeError("a process manager appends: run it outside any transaction")
     ensure(name)
     key = advisory_key(name)
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", [key, bucket])
-        if not cur.fetchone()[0]:
+    with connection.cursor() as cur:  # one round trip: the lock, and the state for the first batch
+        cur.execute(LOCK_AND_STATE, [key, bucket, name, bucket])
+        locked, *state = cur.fetchone()
+        if not locked:
             return "busy"
+    first: tuple[Any, ...] | None = tuple(state) if state[0] is not None else None
     try:
         for _ in range(max_batches):
             with metrics.BATCH_SECONDS.labels("process").time():
-                outcome = _run_batch(process_registry.get(name), bucket)
+                outcome = _run_batch(process_registry.get(name), bucket, first)
+            first = None
             if outcome != "applied":
                 return outcome
         return "more"
@@ -131,20 +134,33 @@ def run(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcom
             log.warning("could not unlock %s/%s", name, bucket, exc_info=True)
 
 
+_STATE_COLUMNS = (
+    "c.tx_id, c.position, c.failed, s.paused, "
+    "EXISTS (SELECT 1 FROM projections_skip sk WHERE sk.projection = c.projection AND sk.bucket = c.bucket)"
+)
 STATE = (
-    "SELECT c.tx_id, c.position, c.failed, s.paused FROM projections_checkpoint c "
+    f"SELECT {_STATE_COLUMNS} FROM projections_checkpoint c "
     "JOIN projections_projectionstate s ON s.name = c.projection WHERE c.projection = %s AND c.bucket = %s"
+)
+# the state's columns are NULL when the checkpoint is gone (a test's flush)
+LOCK_AND_STATE = (
+    f"SELECT pg_try_advisory_lock(%s, %s), {_STATE_COLUMNS} FROM (SELECT 1) AS one "
+    "LEFT JOIN (projections_checkpoint c JOIN projections_projectionstate s ON s.name = c.projection) "
+    "ON c.projection = %s AND c.bucket = %s"
 )
 
 
-def _run_batch(process: ProcessManager, bucket: int) -> Outcome:
-    with connection.cursor() as cur:
-        cur.execute(STATE, [process.name, bucket])
-        row = cur.fetchone()
+def _run_batch(process: ProcessManager, bucket: int, state: tuple[Any, ...] | None = None) -> Outcome:
+    """One batch; `state`: the checkpoint's row (STATE's columns) when the caller has just read it."""
+    row = state
+    if row is None:
+        with connection.cursor() as cur:
+            cur.execute(STATE, [process.name, bucket])
+            row = cur.fetchone()
     if row is None:  # gone since this worker made them (a test's flush): make them again
         ensure(process.name, force=True)
         return "applied"
-    checkpoint, failed, paused = Checkpoint(row[0], row[1]), row[2], row[3]
+    checkpoint, failed, paused, has_skips = Checkpoint(row[0], row[1]), row[2], row[3], row[4]
     if failed:
         return "failed"
     if paused:
@@ -157,7 +173,7 @@ def _run_batch(process: ProcessManager, bucket: int) -> Outcome:
     mine = [e.event_id for e in page.events if e.type in process.handlers]
     skipped = (
         set(Skip.objects.filter(projection=process.name, event_id__in=mine).values_list("event_id", flat=True))
-        if mine
+        if mine and has_skips
         else set()
     )
     done = checkpoint
@@ -210,24 +226,35 @@ def _stop(
 ) -> bool:
     """Move the checkpoint from `expected` to `done` by compare-and-set (and park the bucket on
     the given event), in one short transaction. False when the checkpoint was not where expected."""
-    with transaction.atomic(), connection.cursor() as cur:
-        if done != expected:
-            cur.execute(
-                "UPDATE projections_checkpoint SET tx_id = %s, position = %s, updated_at = now() "
-                "WHERE projection = %s AND bucket = %s AND tx_id = %s AND position = %s",
-                [done.tx_id, done.position, name, bucket, expected.tx_id, expected.position],
-            )
-            if cur.rowcount != 1:
-                log.warning("checkpoint of %s/%s moved under us", name, bucket)
-                return False
-        if park is not None:
-            event, error = park
+    if park is None:  # one statement, atomic on its own (run() holds no transaction)
+        return _moved(name, bucket, expected, done)
+    with transaction.atomic():
+        if not _moved(name, bucket, expected, done):
+            return False
+        event, error = park
+        with connection.cursor() as cur:
             cur.execute(
                 "UPDATE projections_checkpoint SET failed = true, error_event_id = %s, error_position = %s, "
                 "error = %s, failed_at = %s WHERE projection = %s AND bucket = %s",
                 [event.event_id, event.position, error, timezone.now(), name, bucket],
             )
     return True
+
+
+def _moved(name: str, bucket: int, expected: Checkpoint, done: Checkpoint) -> bool:
+    """Compare-and-set the checkpoint from `expected` to `done`; False when it was elsewhere."""
+    if done == expected:
+        return True
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE projections_checkpoint SET tx_id = %s, position = %s, updated_at = now() "
+            "WHERE projection = %s AND bucket = %s AND tx_id = %s AND position = %s",
+            [done.tx_id, done.position, name, bucket, expected.tx_id, expected.position],
+        )
+        if cur.rowcount == 1:
+            return True
+    log.warning("checkpoint of %s/%s moved under us", name, bucket)
+    return False
 
 
 def lagging_buckets() -> list[int]:

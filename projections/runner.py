@@ -47,7 +47,8 @@ _ensured: set[tuple[str, str]] = set()  # (database name, projection) done by th
 
 
 LOCK_AND_READ = """
-SELECT c.projection, pg_try_advisory_xact_lock(k.key, %s::int), c.tx_id, c.position, c.failed, s.paused
+SELECT c.projection, pg_try_advisory_xact_lock(k.key, %s::int), c.tx_id, c.position, c.failed, s.paused,
+       EXISTS (SELECT 1 FROM projections_skip sk WHERE sk.projection = c.projection AND sk.bucket = c.bucket)
 FROM unnest(%s::text[], %s::int[]) WITH ORDINALITY AS k(name, key, n)
 JOIN projections_checkpoint c ON c.projection = k.name AND c.bucket = %s
 JOIN projections_projectionstate s ON s.name = c.projection
@@ -119,17 +120,33 @@ def apply_batch(
         start = min(active.values())
         # the archive too: a projection reset to an earlier place (or new) must meet archived streams
         page = store.read_all(start, limit=batch_size, bucket=bucket, include_archived=True)
+        with_skips = [name for name in active if found[name][5]]  # an operator skipped events here
         skipped = (
             set(
                 Skip.objects.filter(
-                    projection__in=list(active), event_id__in=[e.event_id for e in page.events]
+                    projection__in=with_skips, event_id__in=[e.event_id for e in page.events]
                 ).values_list("projection", "event_id")
             )
-            if page.events
+            if page.events and with_skips
             else set()
         )
         full = len(page.events) == batch_size
-        moves: list[tuple[str, Checkpoint, Checkpoint]] = []
+        # Usually no event fails: every projection applies its events under one savepoint. When
+        # one raises, that savepoint is rolled back and each projection applies under its own
+        # (`_fold`), which finds the failing event and parks it.
+        sid = transaction.savepoint()
+        try:
+            moves = _fold_all(active, page.events, skipped, cur, touched)
+        except Exception:
+            transaction.savepoint_rollback(sid)
+            log.info("bucket %s: an event failed in a batch; applying each projection on its own", bucket)
+        else:
+            transaction.savepoint_commit(sid)
+            for name in active:
+                outcomes[name] = "applied" if full else "drained"
+            _move(cur, bucket, moves)
+            return outcomes
+        moves = []
         for name, checkpoint in active.items():
             projection = projection_registry.get(name)
             events = [e for e in page.events if e.checkpoint > checkpoint]
@@ -149,6 +166,32 @@ def apply_batch(
                 outcomes[name] = "applied" if full else "drained"
         _move(cur, bucket, moves)
     return outcomes
+
+
+def _fold_all(
+    active: dict[str, Checkpoint], page: list[RecordedEvent], skipped: set, cur: CursorWrapper, touched: set | None
+) -> list[tuple[str, Checkpoint, Checkpoint]]:
+    """Apply the page to every active projection from its checkpoint, with no savepoint of its
+    own: the first event that fails raises (the caller rolls the whole group back). Returns the
+    checkpoint moves."""
+    moves: list[tuple[str, Checkpoint, Checkpoint]] = []
+    for name, checkpoint in active.items():
+        projection = projection_registry.get(name)
+        events = [e for e in page if e.checkpoint > checkpoint]
+        if not events:
+            continue
+        own = [e for e in events if e.type in projection.handlers and (name, e.event_id) not in skipped]
+        if len(own) >= BULK_MIN_EVENTS:
+            projection.rebuild_batch(own, cur, {})
+            metrics.FOLDED.labels(projection.name).inc(len(own))
+        else:
+            for event in own:
+                with applying(name, event):
+                    projection.apply(event, cur)
+        moves.append((name, checkpoint, events[-1].checkpoint))
+        if touched is not None:
+            touched.update(e.stream_id for e in own)
+    return moves
 
 
 def _fold(projection: Projection, events: list[RecordedEvent], skipped: set, cur: CursorWrapper) -> tuple[int, str]:

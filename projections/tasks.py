@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from celery import shared_task
 from celery.signals import worker_ready
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 
 from projections import catchup, flags, metrics, processes, rebuild, runner, status, wakeups
 
@@ -17,8 +18,17 @@ RETRY_COUNTDOWN_S = 2.0
 
 @shared_task(name=wakeups.CATCH_UP_TASK, acks_late=True, reject_on_worker_lost=True)
 def catch_up_bucket(bucket: int) -> dict[str, processes.Outcome]:
-    """Bring the bucket up to date for every projection and process manager (re-queued while there is more)."""
-    return catchup.catch_up_bucket(bucket)
+    """Bring the bucket up to date for every projection and process manager (re-queued while there is more).
+
+    A worker keeps its database connection from task to task (CELERY_DB_REUSE_MAX): when the
+    server dropped it meanwhile (a restart), the catch-up runs again once on a new one. Each
+    batch commits with its checkpoint, so running again applies nothing twice."""
+    try:
+        return catchup.catch_up_bucket(bucket)
+    except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError):
+        log.info("catch-up of bucket %s met a dropped database connection: again on a new one", bucket)
+        connections.close_all()
+        return catchup.catch_up_bucket(bucket)
 
 
 @shared_task(name="projections.tick", acks_late=True)

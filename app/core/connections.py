@@ -47,8 +47,9 @@ def close_dirty() -> None:
         conn.close()
 
 
-# Django (on request_started) and Celery's Django fix-up (on task_prerun) run Django's own checks
-# already, and Django's test client turns its own off during a request: only libpq's is added.
+# Django (on request_started) runs its own checks already, and Django's test client turns its own
+# off during a request: only libpq's is added. Celery's Django fix-up only closes connections (every
+# CELERY_DB_REUSE_MAX tasks), so before a task both run.
 def _before_request(**_: Any) -> None:
     close_dirty()
 
@@ -56,7 +57,7 @@ def _before_request(**_: Any) -> None:
 def _before_task(task: Any = None, **_: Any) -> None:
     if task is not None and getattr(task.request, "is_eager", False):
         return  # run in the caller's thread, as part of the caller's work
-    close_dirty()
+    start_clean()
 
 
 def install() -> None:

@@ -160,3 +160,26 @@ def test_a_terminated_database_connection_mid_batch_loses_and_doubles_nothing(wo
             admin.execute("SELECT pg_terminate_backend(%s)", [pid])
         blocker.rollback()
     wait_for(lambda: _equals_fold(accounts), timeout=30, what="the runner to recover")
+
+
+def test_the_worker_keeps_its_database_connection_between_tasks():
+    """Celery's Django fix-up closes every connection around every task unless CELERY_DB_REUSE_MAX
+    is set: a catch-up then paid for a new PostgreSQL backend each time (docs/benchmarks.md, P2)."""
+    assert settings.CELERY_DB_REUSE_MAX >= 100
+    assert celery_app.conf.get("CELERY_DB_REUSE_MAX") == settings.CELERY_DB_REUSE_MAX
+
+
+def test_a_catch_up_whose_kept_connection_was_dropped_runs_again_on_a_new_one(quiet_worker):
+    accounts = _open(2)
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        [(dropped,)] = cur.fetchall()
+    with psycopg.connect(worker_database_url(), autocommit=True) as admin:  # as a restart of the server would
+        admin.execute("SELECT pg_terminate_backend(%s)", [dropped])
+    for bucket in {bucket_of(a) for a in accounts}:
+        outcomes = catch_up_bucket(bucket)  # the task's body, in this process, on the dropped connection
+        assert outcomes and "failed" not in outcomes.values(), outcomes
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        assert cur.fetchone()[0] != dropped
+    assert _equals_fold(accounts)

@@ -1,0 +1,78 @@
+"""An API request starts no thread of its own (app/asgi.py: ApiHandler).
+
+Django's ASGI handler runs each request in a `ThreadSensitiveContext`, in which the first
+thread-sensitive call (its request_started and request_finished receivers) starts a thread for
+that request alone, joined when the request ends: a tenth of a command's time in P2's profile
+(docs/benchmarks.md). The API's handler leaves that context out; the console keeps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from asgiref.testing import ApplicationCommunicator
+
+from app.asgi import api_application, django_application
+
+REQUESTS = 20
+
+
+def _scope(path: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+
+
+def _threads_started(monkeypatch: Any, application: Any, path: str) -> tuple[list[int], int]:
+    """(the statuses of REQUESTS requests to `path`, the threads started meanwhile)."""
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    async def requests() -> list[int]:
+        statuses = []
+        for _ in range(REQUESTS):
+            talk = ApplicationCommunicator(application, _scope(path))
+            await talk.send_input({"type": "http.request", "body": b"", "more_body": False})
+            response = await talk.receive_output(10)
+            while (await talk.receive_output(10)).get("more_body"):
+                pass
+            await talk.wait(10)
+            statuses.append(response["status"])
+        return statuses
+
+    with monkeypatch.context() as m:
+        m.setattr(threading.Thread, "start", counted)
+        statuses = asyncio.run(requests())
+    return statuses, len(started)
+
+
+def test_api_requests_start_no_thread_each(monkeypatch) -> None:
+    statuses, started = _threads_started(monkeypatch, api_application, "/api/projections")
+    assert statuses == [401] * REQUESTS  # no token: refused before any database work
+    # a few once (asgiref's shared sync thread, the loop's pool), none per request
+    assert started <= 4, f"{started} threads started for {REQUESTS} API requests"
+
+
+def test_the_console_keeps_djangos_thread_per_request(monkeypatch) -> None:
+    """The comparison that shows the count above means something: Django's own handler, as the
+    console's pages get it, starts one thread per request."""
+    statuses, started = _threads_started(monkeypatch, django_application, "/healthz-not-a-page")
+    assert len(statuses) == REQUESTS
+    assert started >= REQUESTS
