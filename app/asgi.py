@@ -11,6 +11,7 @@ the server span of a trace (`telemetry.traced`).
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from django.core.asgi import get_asgi_application
 
@@ -18,23 +19,27 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
 
 django_application = get_asgi_application()
 
+from asgiref.sync import ThreadSensitiveContext  # noqa: E402
 from django.conf import settings  # noqa: E402  (after Django is set up)
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 from app.api.middleware import BodyLimit  # noqa: E402
 
+# The API's thread-sensitive calls (Django's request_started and request_finished receivers: the
+# API's views are async and send their blocking work to the loop's pool, app/core/threads.py) run
+# on this one long-lived thread. Django's own handler gives each request a ThreadSensitiveContext
+# of its own, whose first such call starts a thread for that request alone, joined at its end: a
+# tenth of an API command's time in the web process (docs/benchmarks.md, P2). The console keeps
+# Django's handler: its sync views must not queue behind each other.
+API_SYNC_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-sync")
+
 
 class ApiHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
-        """As Django's, without a `ThreadSensitiveContext` per request: inside one, the first
-        thread-sensitive call (Django's request_started and request_finished receivers, sync ones)
-        starts a thread of the request's own, and the request's end joins it: a tenth of an API
-        command's time in the web process (docs/benchmarks.md, P2). The API's views are all async
-        and send their blocking work to the loop's pool (app/core/threads.py), so those receivers
-        are the only thread-sensitive calls here: they run on asgiref's one shared sync thread."""
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        await self.handle(scope, receive, send)
+        async with ThreadSensitiveContext(executor=API_SYNC_THREAD):
+            await self.handle(scope, receive, send)
 
     def load_middleware(self, is_async: bool = False) -> None:
         full = settings.MIDDLEWARE

@@ -3,7 +3,8 @@
 Django's ASGI handler runs each request in a `ThreadSensitiveContext`, in which the first
 thread-sensitive call (its request_started and request_finished receivers) starts a thread for
 that request alone, joined when the request ends: a tenth of a command's time in P2's profile
-(docs/benchmarks.md). The API's handler leaves that context out; the console keeps it.
+(docs/benchmarks.md). The API's handler gives every request the same long-lived thread instead;
+the console keeps Django's.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _threads_started(monkeypatch: Any, application: Any, path: str) -> tuple[lis
 def test_api_requests_start_no_thread_each(monkeypatch) -> None:
     statuses, started = _threads_started(monkeypatch, api_application, "/api/projections")
     assert statuses == [401] * REQUESTS  # no token: refused before any database work
-    # a few once (asgiref's shared sync thread, the loop's pool), none per request
+    # a few once (the API's sync thread, the loop's pool), none per request
     assert started <= 4, f"{started} threads started for {REQUESTS} API requests"
 
 
