@@ -39,7 +39,6 @@ from uuid import UUID
 
 import psycopg
 from django.conf import settings
-from django.core.management import call_command
 from django.db import connections, transaction
 
 from app.ledger.domain.account import Account
@@ -347,7 +346,7 @@ def p5(scale: float, log: Callable[[str], None]) -> dict[str, Any]:
     with connections["default"].cursor() as cur:
         cur.execute(f"CREATE SCHEMA {common.SCHEMA}")
     with common.scratch(search_path=common.SCHEMA):
-        call_command("migrate", database="default", verbosity=0)
+        common.migrate_scratch()
         began = time.perf_counter()
         events = _seed(accounts)
         for subscriber in [*projection_registry.all(), *process_registry.all()]:

@@ -40,7 +40,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.db import connections, transaction
 from django.test import Client
 
@@ -223,7 +222,7 @@ def run(events: int, log: Callable[[str], None]) -> dict[str, Any]:
         cur.execute(f"CREATE SCHEMA {common.SCHEMA}")
     try:
         with common.scratch(search_path=common.SCHEMA):
-            call_command("migrate", database="default", verbosity=0)
+            common.migrate_scratch()
             empty = probe(0, 100, log)
             written, seconds = grow(events, log)
             log(f"  grew the log by {written:,} ledger events in {seconds:.0f} s: {written / seconds:,.0f} events/s")

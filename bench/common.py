@@ -126,6 +126,22 @@ def scratch(search_path: str = f"{SCHEMA},public") -> Iterator[None]:
         connections["default"].close()
 
 
+def migrate_scratch() -> None:
+    """`migrate` in the scratch schema (inside `scratch()`, as the role that made it), its rebuilds
+    numbered from a random id above a billion. A rebuild's shadow schema (`eventfold_rebuild_<id>`)
+    lives beside the scratch schema, not in it: numbered from 1, the benchmark's rebuilds met the
+    shadow schemas of the application's own rebuilds in the same database, or one that a killed
+    run left behind ("schema eventfold_rebuild_1 already exists")."""
+    from django.core.management import call_command
+
+    call_command("migrate", database="default", verbosity=0)
+    with connections["default"].cursor() as cur:
+        cur.execute(
+            "SELECT setval(pg_get_serial_sequence('projections_rebuild', 'id'), %s)",
+            [1_000_000_000 + random.SystemRandom().randrange(1_000_000_000)],
+        )
+
+
 def reset_schema() -> None:
     """A fresh scratch schema with the event store's tables and the raw reference table."""
     from importlib import import_module

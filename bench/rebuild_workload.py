@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from django.core.management import call_command
 from django.db import connections, transaction
 
 from app.ledger.domain.account import Account
@@ -129,7 +128,7 @@ def p1(scale: float, log: Callable[[str], None]) -> dict[str, Any]:
         cur.execute(f"CREATE SCHEMA {common.SCHEMA}")
     # Django sees the scratch schema alone, so `migrate` fills it from nothing.
     with common.scratch(search_path=common.SCHEMA), _quiet(logging.getLogger(rebuild.__name__)):
-        call_command("migrate", database="default", verbosity=0)  # as the role that made the schema
+        common.migrate_scratch()
         began = time.perf_counter()
         events = _seed(accounts, transfers)
         _copy_to_raw()

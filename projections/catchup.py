@@ -2,6 +2,8 @@
 projection's batches first (runner), then every process manager's (which append, so never
 inside a projection's transaction), again while the bucket was marked dirty meanwhile; then,
 while there is more (or events wait behind the read horizon), the bucket is queued again.
+The projections' batches carry each process manager past the events it does not handle (a
+deposit, for the transfer process): one left with nothing to do does not run on its own.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ def catch_up_bucket(bucket: int) -> dict[str, processes.Outcome]:
     """Bring every projection's bucket up to date, then every process manager's; re-queue while
     there is more. Returns the outcome by projection and process manager."""
     flags.clear_wake(bucket)
+    passers = processes.passers()
+    carried = {p.name for p in passers}
     while True:
         touched: set = set()
-        outcomes: dict[str, processes.Outcome] = dict(runner.catch_up(bucket, touched=touched))
-        _announce(bucket, outcomes, touched)
-        outcomes.update(processes.run_all(bucket))
+        outcomes: dict[str, processes.Outcome] = dict(runner.catch_up(bucket, touched=touched, passing=passers))
+        _announce(bucket, {name: o for name, o in outcomes.items() if name not in carried}, touched)
+        drained = {name for name in carried if outcomes.get(name) == "drained"}
+        outcomes.update(processes.run_all(bucket, done=drained))
         if "busy" in outcomes.values():
             flags.mark_dirty(bucket)  # the holder looks again before it leaves
         if "busy" in outcomes.values() or not flags.take_dirty(bucket):

@@ -33,6 +33,7 @@ start at zero: handling old history again issues commands that change nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any, ClassVar, Literal
 
 import psycopg
@@ -46,7 +47,7 @@ from projections import metrics, tracebacks
 from projections.base import Registry, Subscriber, handles
 from projections.context import applying
 from projections.models import BucketCheckpoint, Skip
-from projections.runner import bucket_heads, ensure_checkpoints, lock_key
+from projections.runner import Passer, bucket_heads, ensure_checkpoints, lock_key
 
 __all__ = ["Deferred", "ProcessManager", "handles", "lagging_buckets", "process_registry", "register", "run", "run_all"]
 
@@ -100,9 +101,17 @@ def ensure(name: str, *, force: bool = False) -> None:
     ensure_checkpoints(process_registry.get(name), force=force)
 
 
-def run_all(bucket: int) -> dict[str, Outcome]:
-    """Every process manager's run over the bucket."""
-    return {p.name: run(p.name, bucket) for p in process_registry.all()}
+def run_all(bucket: int, *, done: Collection[str] = ()) -> dict[str, Outcome]:
+    """Every process manager's run over the bucket, but those in `done` (drained by the
+    projections' batch, which carried them past events they do not handle)."""
+    return {p.name: run(p.name, bucket) for p in process_registry.all() if p.name not in done}
+
+
+def passers() -> list[Passer]:
+    """Every process manager, as the projections' batches may carry it (runner.apply_batch)."""
+    for process in process_registry.all():
+        ensure(process.name)
+    return [Passer(p.name, advisory_key(p.name), frozenset(p.handlers)) for p in process_registry.all()]
 
 
 def run(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcome:

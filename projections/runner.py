@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
 
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
@@ -46,6 +47,15 @@ def lock_key(name: str) -> int:
 _ensured: set[tuple[str, str]] = set()  # (database name, projection) done by this process
 
 
+class Passer(NamedTuple):
+    """A process manager the projections' batch may carry past the events it does not handle: its
+    name, the first key of its (name, bucket) lock, and the event types it handles."""
+
+    name: str
+    key: int
+    handles: frozenset[str]
+
+
 LOCK_AND_READ = """
 SELECT c.projection, pg_try_advisory_xact_lock(k.key, %s::int), c.tx_id, c.position, c.failed, s.paused,
        EXISTS (SELECT 1 FROM projections_skip sk WHERE sk.projection = c.projection AND sk.bucket = c.bucket)
@@ -68,39 +78,58 @@ def ensure_checkpoints(projection: Subscriber, *, force: bool = False) -> None:
     _ensured.add(key)
 
 
-def catch_up(bucket: int, *, max_batches: int = BATCHES_PER_RUN, touched: set | None = None) -> dict[str, Outcome]:
+def catch_up(
+    bucket: int, *, max_batches: int = BATCHES_PER_RUN, touched: set | None = None, passing: Sequence[Passer] = ()
+) -> dict[str, Outcome]:
     """Apply batches of the bucket to every projection, each batch of events read once for all,
     until each is drained (or busy, paused, failed, or the budget is spent: "more").
-    `touched` collects the ids of the streams whose events were applied."""
+    `touched` collects the ids of the streams whose events were applied. `passing`: process
+    managers each batch carries along while it has nothing for them (see `apply_batch`); the
+    outcomes name those it carried, "drained" meaning that the manager has nothing left to do."""
     names = [p.name for p in projection_registry.all()]
+    passers = list(passing)
     outcomes: dict[str, Outcome] = {}
     size = BATCH_SIZE
     for _ in range(max_batches):
         for name in names:
             ensure_checkpoints(projection_registry.get(name))
         with metrics.BATCH_SECONDS.labels("projection").time():
-            step = apply_batch([projection_registry.get(n) for n in names], bucket, size, touched=touched)
+            step = apply_batch([projection_registry.get(n) for n in names], bucket, size, touched, passers)
         outcomes.update(step)
-        names = [n for n, o in step.items() if o == "applied"]
+        passers = [p for p in passers if step.get(p.name) == "applied"]
+        names = [n for n in names if step.get(n) == "applied"]
         if not names:
             return outcomes
         size = BULK_BATCH_SIZE  # a full batch: the bucket is behind, so read more at a time
     outcomes.update(dict.fromkeys(names, "more"))
+    outcomes.update(dict.fromkeys((p.name for p in passers), "more"))
     return outcomes
 
 
 def apply_batch(
-    group: list[Projection], bucket: int, batch_size: int = BATCH_SIZE, touched: set | None = None
+    group: list[Projection],
+    bucket: int,
+    batch_size: int = BATCH_SIZE,
+    touched: set | None = None,
+    passers: Sequence[Passer] = (),
 ) -> dict[str, Outcome]:
     """One transaction and one read of the bucket for several projections: each is locked,
-    applied from its own checkpoint, and checkpointed (or parked) on its own."""
+    applied from its own checkpoint, and checkpointed (or parked) on its own.
+
+    `passers` (process managers) are locked with their own lock (the one their runs hold) and, when
+    the batch holds no event of a type one of them handles after its checkpoint, that checkpoint
+    moves to the batch's end in the same statement as the projections' (as the manager's own run
+    would move it, reading the same events: one catch-up of a deposit spared the transfer process
+    its seven statements). A manager that is busy, failed, paused, behind the batch's start or
+    has something to handle gets no outcome here: it runs on its own, as before."""
     store = EventStore()
     outcomes: dict[str, Outcome] = {}
     with transaction.atomic(), connection.cursor() as cur:
         active: dict[str, Checkpoint] = {}
         names = [p.name for p in group]
-        # One round trip: try each projection's lock for this bucket and read its checkpoint.
-        cur.execute(LOCK_AND_READ, [bucket, names, [lock_key(n) for n in names], bucket])
+        # One round trip: try each projection's (and passer's) lock for this bucket and read its checkpoint.
+        keys = [lock_key(n) for n in names] + [p.key for p in passers]
+        cur.execute(LOCK_AND_READ, [bucket, names + [p.name for p in passers], keys, bucket])
         found = {row[0]: row[1:] for row in cur.fetchall()}
         for name in names:
             row = found.get(name)
@@ -144,6 +173,13 @@ def apply_batch(
             transaction.savepoint_commit(sid)
             for name in active:
                 outcomes[name] = "applied" if full else "drained"
+            for passer, checkpoint in _passable(passers, found, start):
+                events = [e for e in page.events if e.checkpoint > checkpoint]
+                if any(e.type in passer.handles for e in events):
+                    continue  # work for the manager itself
+                if events:
+                    moves.append((passer.name, checkpoint, events[-1].checkpoint))
+                outcomes[passer.name] = "applied" if full else "drained"
             _move(cur, bucket, moves)
             return outcomes
         moves = []
@@ -166,6 +202,22 @@ def apply_batch(
                 outcomes[name] = "applied" if full else "drained"
         _move(cur, bucket, moves)
     return outcomes
+
+
+def _passable(
+    passers: Sequence[Passer], found: dict[str, tuple[Any, ...]], start: Checkpoint
+) -> list[tuple[Passer, Checkpoint]]:
+    """The passers whose lock this batch holds, that are neither failed nor paused, and whose
+    checkpoint is not behind the batch's start (the batch has every event after it)."""
+    chosen = []
+    for passer in passers:
+        row = found.get(passer.name)
+        if row is None or not row[0] or row[3] or row[4]:
+            continue
+        checkpoint = Checkpoint(row[1], row[2])
+        if checkpoint >= start:
+            chosen.append((passer, checkpoint))
+    return chosen
 
 
 def _fold_all(
