@@ -28,7 +28,7 @@ def catch_up_bucket(bucket: int) -> dict[str, processes.Outcome]:
     except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError):
         log.info("catch-up of bucket %s met a dropped database connection: again on a new one", bucket)
         connections.close_all()
-        return catchup.catch_up_bucket(bucket)
+    return catchup.catch_up_bucket(bucket)  # outside the handler: its errors are its own, not the first's
 
 
 @shared_task(name="projections.tick", acks_late=True)
