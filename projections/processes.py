@@ -47,7 +47,7 @@ from projections import metrics, tracebacks
 from projections.base import Registry, Subscriber, handles
 from projections.context import applying
 from projections.models import BucketCheckpoint, Skip
-from projections.runner import Passer, bucket_heads, ensure_checkpoints, lock_key
+from projections.runner import HAS_SKIPS, Passer, bucket_heads, ensure_checkpoints, lock_key
 
 __all__ = ["Deferred", "ProcessManager", "handles", "lagging_buckets", "process_registry", "register", "run", "run_all"]
 
@@ -143,10 +143,7 @@ def run(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcom
             log.warning("could not unlock %s/%s", name, bucket, exc_info=True)
 
 
-_STATE_COLUMNS = (
-    "c.tx_id, c.position, c.failed, s.paused, "
-    "EXISTS (SELECT 1 FROM projections_skip sk WHERE sk.projection = c.projection AND sk.bucket = c.bucket)"
-)
+_STATE_COLUMNS = f"c.tx_id, c.position, c.failed, s.paused, {HAS_SKIPS}"
 STATE = (
     f"SELECT {_STATE_COLUMNS} FROM projections_checkpoint c "
     "JOIN projections_projectionstate s ON s.name = c.projection WHERE c.projection = %s AND c.bucket = %s"

@@ -56,9 +56,12 @@ class Passer(NamedTuple):
     handles: frozenset[str]
 
 
-LOCK_AND_READ = """
+# Whether an operator skipped events of the checkpoint `c`'s subscriber in its bucket (then, and only
+# then, a batch looks its events up among the skips).
+HAS_SKIPS = "EXISTS (SELECT 1 FROM projections_skip sk WHERE sk.projection = c.projection AND sk.bucket = c.bucket)"
+LOCK_AND_READ = f"""
 SELECT c.projection, pg_try_advisory_xact_lock(k.key, %s::int), c.tx_id, c.position, c.failed, s.paused,
-       EXISTS (SELECT 1 FROM projections_skip sk WHERE sk.projection = c.projection AND sk.bucket = c.bucket)
+       {HAS_SKIPS}
 FROM unnest(%s::text[], %s::int[]) WITH ORDINALITY AS k(name, key, n)
 JOIN projections_checkpoint c ON c.projection = k.name AND c.bucket = %s
 JOIN projections_projectionstate s ON s.name = c.projection
