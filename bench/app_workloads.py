@@ -78,7 +78,7 @@ def stack() -> Iterator[dict[str, Any]]:
             conn.execute(statement)
     password = secrets.token_urlsafe(16)
     token = subprocess.run(
-        [python, "manage.py", "create_token", "bench-operator", "--role", "operator", "--password", password],
+        [python, "manage.py", "create_token", "bench-operator", "--role", "operator", f"--password={password}"],
         env=env,
         cwd=BASE,
         check=True,

@@ -362,7 +362,7 @@ def p5(scale: float, log: Callable[[str], None]) -> dict[str, Any]:
             )
             heads = {b: (tx, pos) for b, tx, pos in cur.fetchall()}
         password = secrets.token_urlsafe(16)
-        token = _manage("create_token", "bench-p5", "--role", "viewer", "--password", password)
+        token = _manage("create_token", "bench-p5", "--role", "viewer", f"--password={password}")
         runs: list[dict[str, Any]] = []
         with _web(token) as port:
             cookie = _console_cookie(port, "bench-p5", password)
