@@ -333,10 +333,13 @@ class EventStore:
         with self.read_cursor() as cur:
             pg = cur.connection
             if conn.in_atomic_block:
-                cur.execute(ORDERED_SCAN_ON)
-                cur.execute(query, params, prepare=True)
+                # one round trip: the settings, the SELECT, the settings back (a cursor of their
+                # own, so that the read cursor keeps the SELECT's rows)
+                with pg.cursor() as settings, pg.pipeline():
+                    settings.execute(ORDERED_SCAN_ON)
+                    cur.execute(query, params, prepare=True)
+                    settings.execute(ORDERED_SCAN_OFF)
                 events = self.fetch_events(cur)
-                cur.execute(ORDERED_SCAN_OFF)
             else:
                 with pg.pipeline(), pg.transaction():  # one round trip: BEGIN, settings, SELECT, COMMIT
                     cur.execute(ORDERED_SCAN_ON)

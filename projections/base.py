@@ -57,6 +57,11 @@ class Subscriber:
 class Projection(Subscriber):
     version: ClassVar[int] = 1  # change it to rebuild the read model (blue/green) on the next start
     tables: ClassVar[tuple[str, ...]] = ()  # its read-model tables
+    # True when its handlers only send statements and never look at what one returned (no fetch,
+    # no rowcount; not the ORM's save(), which reads its UPDATE's rowcount): the catch-up then
+    # sends a batch's writes with the checkpoints' move in one round trip (psycopg's pipeline mode,
+    # where a statement's rowcount is not known until the round trip ends). A fetch still works.
+    pipelined: ClassVar[bool] = False
 
     def apply(self, event: RecordedEvent, cursor: Any) -> None:
         getattr(self, self.handlers[event.type])(event, cursor)

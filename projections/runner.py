@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any, Literal, NamedTuple
 
 from django.db import connection, transaction
@@ -128,11 +129,14 @@ def apply_batch(
     store = EventStore()
     outcomes: dict[str, Outcome] = {}
     with transaction.atomic(), connection.cursor() as cur:
+        pg = connection.connection
         active: dict[str, Checkpoint] = {}
         names = [p.name for p in group]
-        # One round trip: try each projection's (and passer's) lock for this bucket and read its checkpoint.
+        # One round trip (BEGIN with it): try each projection's (and passer's) lock for this bucket
+        # and read its checkpoint.
         keys = [lock_key(n) for n in names] + [p.key for p in passers]
-        cur.execute(LOCK_AND_READ, [bucket, names + [p.name for p in passers], keys, bucket])
+        with pg.pipeline():
+            cur.execute(LOCK_AND_READ, [bucket, names + [p.name for p in passers], keys, bucket])
         found = {row[0]: row[1:] for row in cur.fetchall()}
         for name in names:
             row = found.get(name)
@@ -163,27 +167,37 @@ def apply_batch(
             else set()
         )
         full = len(page.events) == batch_size
-        # Usually no event fails: every projection applies its events under one savepoint. When
-        # one raises, that savepoint is rolled back and each projection applies under its own
-        # (`_fold`), which finds the failing event and parks it.
-        sid = transaction.savepoint()
+        # Usually no event fails: every projection applies its events under one savepoint (never
+        # released: the commit ends it), and when every one is `pipelined`, the savepoint, their
+        # writes and the checkpoints' move go to PostgreSQL in one round trip. When one raises
+        # (in Python, or in PostgreSQL at the round trip's end), the savepoint is rolled back and
+        # each projection applies under its own (`_fold`), which finds the failing event and parks it.
+        # (a batch that big may fold in memory, whose COPY pipeline mode cannot carry)
+        together = len(page.events) < BULK_MIN_EVENTS and all(projection_registry.get(n).pipelined for n in active)
+        sid = None
         try:
-            moves = _fold_all(active, page.events, skipped, cur, touched)
+            with pg.pipeline() if together else nullcontext():
+                sid = transaction.savepoint()
+                moves = _fold_all(active, page.events, skipped, cur, touched)
+                for passer, checkpoint in _passable(passers, found, start):
+                    events = [e for e in page.events if e.checkpoint > checkpoint]
+                    if any(e.type in passer.handles for e in events):
+                        continue  # work for the manager itself
+                    if events:
+                        moves.append((passer.name, checkpoint, events[-1].checkpoint))
+                    outcomes[passer.name] = "applied" if full else "drained"
+                _send_move(cur, bucket, moves)
         except Exception:
+            if sid is None:
+                raise
             transaction.savepoint_rollback(sid)
             log.info("bucket %s: an event failed in a batch; applying each projection on its own", bucket)
+            for passer in passers:
+                outcomes.pop(passer.name, None)
         else:
-            transaction.savepoint_commit(sid)
+            _check_moved(cur, bucket, moves)
             for name in active:
                 outcomes[name] = "applied" if full else "drained"
-            for passer, checkpoint in _passable(passers, found, start):
-                events = [e for e in page.events if e.checkpoint > checkpoint]
-                if any(e.type in passer.handles for e in events):
-                    continue  # work for the manager itself
-                if events:
-                    moves.append((passer.name, checkpoint, events[-1].checkpoint))
-                outcomes[passer.name] = "applied" if full else "drained"
-            _move(cur, bucket, moves)
             return outcomes
         moves = []
         for name, checkpoint in active.items():
@@ -297,6 +311,12 @@ def _apply(projection: Projection, events: list[RecordedEvent], skipped: set, cu
 
 def _move(cur: CursorWrapper, bucket: int, moves: list[tuple[str, Checkpoint, Checkpoint]]) -> None:
     """Compare-and-set the checkpoints of every projection that applied events, in one statement."""
+    _send_move(cur, bucket, moves)
+    _check_moved(cur, bucket, moves)
+
+
+def _send_move(cur: CursorWrapper, bucket: int, moves: list[tuple[str, Checkpoint, Checkpoint]]) -> None:
+    """`_move`'s statement (in a pipeline, its rowcount is known once the round trip ends)."""
     if not moves:
         return
     cur.execute(
@@ -313,7 +333,11 @@ def _move(cur: CursorWrapper, bucket: int, moves: list[tuple[str, Checkpoint, Ch
             bucket,
         ],
     )
-    if cur.rowcount != len(moves):
+
+
+def _check_moved(cur: CursorWrapper, bucket: int, moves: list[tuple[str, Checkpoint, Checkpoint]]) -> None:
+    """Raise (the batch rolls back) unless `_send_move`'s statement, the cursor's last, moved every checkpoint."""
+    if moves and cur.rowcount != len(moves):
         names = ", ".join(name for name, _, _ in moves)
         raise RuntimeError(f"a checkpoint of {names} in bucket {bucket} moved under us: batch rolled back")
 

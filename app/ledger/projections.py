@@ -40,6 +40,7 @@ def _delta(event: RecordedEvent) -> int:
 @register
 class AccountSummaryProjection(Projection):
     name = "account_summary"
+    pipelined = True  # its handlers only write (base.Projection.pipelined)
     tables = ("ledger_account",)
 
     @handles("ledger.AccountOpened")
@@ -121,6 +122,7 @@ class AccountSummaryProjection(Projection):
 @register
 class AccountEntriesProjection(Projection):
     name = "account_entries"
+    pipelined = True  # its handlers only write (base.Projection.pipelined)
     tables = ("ledger_entry",)
 
     @handles(*CREDITS, *DEBITS)
@@ -189,6 +191,7 @@ ENTRY_COLUMNS = (
 @register
 class TransfersProjection(Projection):
     name = "transfers"
+    pipelined = True  # its handlers only write (base.Projection.pipelined)
     tables = ("ledger_transfer",)
 
     @handles("ledger.TransferRequested")
@@ -257,6 +260,7 @@ class TransfersProjection(Projection):
 @register
 class DailyTotalsProjection(Projection):
     name = "daily_totals"
+    pipelined = True  # its handlers only write (base.Projection.pipelined)
     tables = ("ledger_daily_account", "ledger_daily_account_currency")
 
     @handles("ledger.AccountOpened")

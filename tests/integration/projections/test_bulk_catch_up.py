@@ -155,19 +155,19 @@ def test_a_folded_batch_that_dies_halfway_leaves_nothing_and_the_retry_applies_i
 
     # The first folded batch's transaction dies after every projection has written its rows,
     # before the checkpoints move (as a lost connection or a killed worker would end it).
-    move, before = runner._move, _folded()
+    move, before = runner._send_move, _folded()
 
     def dying_move(cur, bucket, moves):
         if _folded() > before:
             raise ConnectionError("the worker died mid-batch")
         move(cur, bucket, moves)
 
-    monkeypatch.setattr(runner, "_move", dying_move)
+    monkeypatch.setattr(runner, "_send_move", dying_move)
     buckets = ALL_BUCKETS
     with pytest.raises(ConnectionError):
         _catch_up(buckets)
     assert _read_models(accounts) != expected, "the catch-up stopped halfway"
-    monkeypatch.setattr(runner, "_move", move)
+    monkeypatch.setattr(runner, "_send_move", move)
     _catch_up(buckets)  # the task again, as its redelivery runs it
     assert _read_models(accounts) == expected
 
