@@ -9,9 +9,11 @@ Every HTTP request binds its ids for the log (`logs.RequestContext`) and, when t
 the server span of a trace (`telemetry.traced`).
 """
 
+import functools
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+import weakref
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 from django.core.asgi import get_asgi_application
 
@@ -22,23 +24,69 @@ django_application = get_asgi_application()
 from asgiref.sync import ThreadSensitiveContext  # noqa: E402
 from django.conf import settings  # noqa: E402  (after Django is set up)
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core.signals import request_finished, request_started  # noqa: E402
 
 from app.api.middleware import BodyLimit  # noqa: E402
 
 # The API's thread-sensitive calls (Django's request_started and request_finished receivers: the
 # API's views are async and send their blocking work to the loop's pool, app/core/threads.py) run
-# on this one long-lived thread. Django's own handler gives each request a ThreadSensitiveContext
-# of its own, whose first such call starts a thread for that request alone, joined at its end: a
-# tenth of an API command's time in the web process (docs/benchmarks.md, P2). The console keeps
-# Django's handler: its sync views must not queue behind each other.
+# on the event loop itself while they are only Django's own (OnTheLoop below), else on this one
+# long-lived thread. Django's own handler gives each request a ThreadSensitiveContext of its own,
+# whose first such call starts a thread for that request alone, joined at its end: a tenth of an
+# API command's time in the web process (docs/benchmarks.md, P2). The console keeps Django's
+# handler: its sync views must not queue behind each other.
 API_SYNC_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-sync")
+
+
+class OnTheLoop(Executor):
+    """Runs each call at once in the calling thread, the event loop's: for the API's thread-sensitive
+    calls while they are only Django's own request_started and request_finished receivers (and
+    `response.close()`, which sends the latter). Those look at the calling thread's database
+    connections and caches, and the API never opens one on the loop's thread (its blocking work
+    runs in the loop's pool, app/core/threads.py): so they find nothing to do, and a hop to a
+    thread and back, twice per request, cost more than the calls (docs/benchmarks.md, P2)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the awaiting coroutine, as a thread's would be
+            future.set_exception(exc)
+        return future
+
+
+API_ON_LOOP = OnTheLoop()
+
+
+@functools.cache
+def _known_receivers() -> frozenset:
+    from django.core.cache import close_caches
+    from django.core.handlers.base import reset_urlconf
+    from django.db import close_old_connections, reset_queries
+
+    from app.core.connections import before_request
+
+    return frozenset({close_caches, close_old_connections, reset_queries, reset_urlconf, before_request})
+
+
+def _receivers_touch_nothing() -> bool:
+    """Whether the request signals' receivers are only the known ones above (a project that adds one
+    of its own, which might use the database, gets the thread)."""
+    known = _known_receivers()
+    for signal in (request_started, request_finished):
+        for _, ref, is_async in signal.receivers:
+            receiver = ref() if isinstance(ref, (weakref.ref, weakref.WeakMethod)) else ref
+            if not is_async and receiver not in known:
+                return False
+    return True
 
 
 class ApiHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        async with ThreadSensitiveContext(executor=API_SYNC_THREAD):
+        executor = API_ON_LOOP if _receivers_touch_nothing() else API_SYNC_THREAD
+        async with ThreadSensitiveContext(executor=executor):
             await self.handle(scope, receive, send)
 
     def load_middleware(self, is_async: bool = False) -> None:

@@ -50,7 +50,7 @@ def close_dirty() -> None:
 # Django (on request_started) runs its own checks already, and Django's test client turns its own
 # off during a request: only libpq's is added. Celery's Django fix-up only closes connections (every
 # CELERY_DB_REUSE_MAX tasks), so before a task both run.
-def _before_request(**_: Any) -> None:
+def before_request(**_: Any) -> None:
     close_dirty()
 
 
@@ -62,5 +62,5 @@ def _before_task(task: Any = None, **_: Any) -> None:
 
 def install() -> None:
     """Check connections before every request and every Celery task (CoreConfig.ready calls this)."""
-    request_started.connect(_before_request, dispatch_uid="eventfold-clean-connections")
+    request_started.connect(before_request, dispatch_uid="eventfold-clean-connections")
     task_prerun.connect(_before_task, dispatch_uid="eventfold-clean-connections", weak=False)
