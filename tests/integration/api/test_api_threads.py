@@ -40,18 +40,10 @@ def _scope(path: str) -> dict[str, Any]:
     }
 
 
-def _threads_started(monkeypatch: Any, application: Any, path: str) -> tuple[list[int], int]:
-    """(the statuses of REQUESTS requests to `path`, the threads started meanwhile)."""
-    started: list[str] = []
-    start = threading.Thread.start
-
-    def counted(thread: threading.Thread) -> None:
-        started.append(thread.name)
-        start(thread)
-
-    async def requests() -> list[int]:
+def _requests(application: Any, path: str, n: int) -> list[int]:
+    async def run() -> list[int]:
         statuses = []
-        for _ in range(REQUESTS):
+        for _ in range(n):
             talk = ApplicationCommunicator(application, _scope(path))
             await talk.send_input({"type": "http.request", "body": b"", "more_body": False})
             response = await talk.receive_output(10)
@@ -61,9 +53,21 @@ def _threads_started(monkeypatch: Any, application: Any, path: str) -> tuple[lis
             statuses.append(response["status"])
         return statuses
 
+    return asyncio.run(run())
+
+
+def _threads_started(monkeypatch: Any, application: Any, path: str) -> tuple[list[int], int]:
+    """(the statuses of REQUESTS requests to `path`, the threads started meanwhile)."""
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
     with monkeypatch.context() as m:
         m.setattr(threading.Thread, "start", counted)
-        statuses = asyncio.run(requests())
+        statuses = _requests(application, path, REQUESTS)
     return statuses, len(started)
 
 
@@ -80,22 +84,6 @@ def test_the_console_keeps_djangos_thread_per_request(monkeypatch) -> None:
     statuses, started = _threads_started(monkeypatch, django_application, "/healthz-not-a-page")
     assert len(statuses) == REQUESTS
     assert started >= REQUESTS
-
-
-def _requests(application: Any, path: str, n: int) -> list[int]:
-    async def run() -> list[int]:
-        statuses = []
-        for _ in range(n):
-            talk = ApplicationCommunicator(application, _scope(path))
-            await talk.send_input({"type": "http.request", "body": b"", "more_body": False})
-            response = await talk.receive_output(10)
-            while (await talk.receive_output(10)).get("more_body"):
-                pass
-            await talk.wait(10)
-            statuses.append(response["status"])
-        return statuses
-
-    return asyncio.run(run())
 
 
 def test_djangos_own_request_receivers_run_on_the_loop_without_a_hop(monkeypatch) -> None:
