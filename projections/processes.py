@@ -33,7 +33,7 @@ start at zero: handling old history again issues commands that change nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, ClassVar, Literal
 
 import psycopg
@@ -74,6 +74,11 @@ class ProcessManager(Subscriber):
     version: ClassVar[int] = 1  # only for the shared state row: a process manager has no tables to rebuild
     batch_size: ClassVar[int] = BATCH_SIZE  # events read per batch (the checkpoint moves once per batch)
     handled_per_batch: ClassVar[int] = HANDLED_PER_BATCH  # and the batch ends after handling so many
+    # True when its handlers neither append nor write to the database (they translate and send
+    # elsewhere, as the integration publisher does): the projections' batch then handles and
+    # flushes its events itself, before writing anything, and moves its checkpoint with theirs,
+    # sparing it a run of its own (runner.apply_batch; `in_batch` below).
+    in_batch: ClassVar[bool] = False
 
     def handle(self, event: RecordedEvent) -> None:
         getattr(self, self.handlers[event.type])(event)
@@ -111,7 +116,45 @@ def passers() -> list[Passer]:
     """Every process manager, as the projections' batches may carry it (runner.apply_batch)."""
     for process in process_registry.all():
         ensure(process.name)
-    return [Passer(p.name, advisory_key(p.name), frozenset(p.handlers)) for p in process_registry.all()]
+    return [
+        Passer(p.name, advisory_key(p.name), frozenset(p.handlers), in_batch(p) if p.in_batch else None)
+        for p in process_registry.all()
+    ]
+
+
+# `in_batch` managers whose last flush was deferred (a broker away): their own runs take their
+# events until one of them flushes again, so that a broker away (or one that holds a publish for
+# seconds, as RabbitMQ does in a memory alarm) does not hold every projections' batch.
+_away: set[str] = set()
+
+
+def in_batch(process: ProcessManager) -> Callable[[list[RecordedEvent]], bool | None]:
+    """How the projections' batch handles an `in_batch` manager's events (every event of the batch
+    after its checkpoint): each handled, then flushed, as its own batch would. False when one
+    raises or the flush is deferred, None when it does not try (more than `handled_per_batch`, or
+    the manager is `_away`): its checkpoint stays, and its own run meets the same events and
+    parks, defers or goes on as it always does."""
+
+    def handle(events: list[RecordedEvent]) -> bool | None:
+        mine = [e for e in events if e.type in process.handlers]
+        if process.name in _away or len(mine) > process.handled_per_batch:
+            return None
+        try:
+            for event in mine:
+                with applying(process.name, event, "process"):
+                    process.handle(event)
+            process.flush()
+        except Deferred:
+            _away.add(process.name)
+            return False
+        except Exception:
+            log.info("process %s: its own run takes the batch that failed in the projections' batch", process.name)
+            return False
+        finally:
+            process.discard()
+        return True
+
+    return handle
 
 
 def run(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcome:
@@ -218,6 +261,7 @@ def _run_batch(process: ProcessManager, bucket: int, state: tuple[Any, ...] | No
         except Deferred as exc:
             log.debug("process %s deferred a batch of bucket %s: %s", process.name, bucket, exc)
             return "deferred"
+        _away.discard(process.name)  # it went through: the projections' batch may take it again
     finally:
         process.discard()
     if outcome is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any, Literal, NamedTuple
 
@@ -50,11 +50,15 @@ _ensured: set[tuple[str, str]] = set()  # (database name, projection) done by th
 
 class Passer(NamedTuple):
     """A process manager the projections' batch may carry past the events it does not handle: its
-    name, the first key of its (name, bucket) lock, and the event types it handles."""
+    name, the first key of its (name, bucket) lock, and the event types it handles; and, for one
+    whose handlers neither append nor write (processes.in_batch), how to handle and flush its
+    events within the batch: True when every one went out, False when that failed, None when it
+    did not try."""
 
     name: str
     key: int
     handles: frozenset[str]
+    handle: Callable[[list[RecordedEvent]], bool | None] | None = None
 
 
 # Whether an operator skipped events of the checkpoint `c`'s subscriber in its bucket (then, and only
@@ -124,8 +128,11 @@ def apply_batch(
     the batch holds no event of a type one of them handles after its checkpoint, that checkpoint
     moves to the batch's end in the same statement as the projections' (as the manager's own run
     would move it, reading the same events: one catch-up of a deposit spared the transfer process
-    its seven statements). A manager that is busy, failed, paused, behind the batch's start or
-    has something to handle gets no outcome here: it runs on its own, as before."""
+    its seven statements). A passer with a `handle` (an `in_batch` manager: the integration
+    publisher) has its events handled and flushed here, before the projections write, and its
+    checkpoint moved with theirs (a deposit's catch-up spared the publisher its own run). A manager
+    that is busy, failed, paused, behind the batch's start or has something to handle that this
+    batch does not handle gets no outcome here: it runs on its own, as before."""
     store = EventStore()
     outcomes: dict[str, Outcome] = {}
     with transaction.atomic(), connection.cursor() as cur:
@@ -135,8 +142,9 @@ def apply_batch(
         # One round trip (BEGIN with it): try each projection's (and passer's) lock for this bucket
         # and read its checkpoint.
         keys = [lock_key(n) for n in names] + [p.key for p in passers]
-        with pg.pipeline():
+        with pg.pipeline():  # and the batch's savepoint, after the locks (a rollback to it keeps them)
             cur.execute(LOCK_AND_READ, [bucket, names + [p.name for p in passers], keys, bucket])
+            sid = transaction.savepoint()
         found = {row[0]: row[1:] for row in cur.fetchall()}
         for name in names:
             row = found.get(name)
@@ -167,39 +175,33 @@ def apply_batch(
             else set()
         )
         full = len(page.events) == batch_size
-        # Usually no event fails: every projection applies its events under one savepoint (never
-        # released: the commit ends it), and when every one is `pipelined`, the savepoint, their
-        # writes and the checkpoints' move go to PostgreSQL in one round trip. When one raises
-        # (in Python, or in PostgreSQL at the round trip's end), the savepoint is rolled back and
-        # each projection applies under its own (`_fold`), which finds the failing event and parks it.
+        # The process managers first, before anything is written (so that the transaction holds
+        # no transaction id while one publishes, and the read horizon never waits on a broker).
+        handled, carried = _pass(passers, found, start, page.events, sid)
+        passed = [move for move in [*handled.values(), *carried.values()] if move is not None]
+        # Usually no event fails: every projection applies its events under the batch's savepoint
+        # (never released: the commit ends it), and when every one is `pipelined`, their writes
+        # and the checkpoints' move go to PostgreSQL in one round trip. When one raises (in
+        # Python, or in PostgreSQL at the round trip's end), the savepoint is rolled back and each
+        # projection applies under its own (`_fold`), which finds the failing event and parks it.
         # (a batch that big may fold in memory, whose COPY pipeline mode cannot carry)
         together = len(page.events) < BULK_MIN_EVENTS and all(projection_registry.get(n).pipelined for n in active)
-        sid = None
         try:
             with pg.pipeline() if together else nullcontext():
-                sid = transaction.savepoint()
-                moves = _fold_all(active, page.events, skipped, cur, touched)
-                for passer, checkpoint in _passable(passers, found, start):
-                    events = [e for e in page.events if e.checkpoint > checkpoint]
-                    if any(e.type in passer.handles for e in events):
-                        continue  # work for the manager itself
-                    if events:
-                        moves.append((passer.name, checkpoint, events[-1].checkpoint))
-                    outcomes[passer.name] = "applied" if full else "drained"
+                moves = _fold_all(active, page.events, skipped, cur, touched) + passed
                 _send_move(cur, bucket, moves)
         except Exception:
-            if sid is None:
-                raise
             transaction.savepoint_rollback(sid)
             log.info("bucket %s: an event failed in a batch; applying each projection on its own", bucket)
-            for passer in passers:
-                outcomes.pop(passer.name, None)
         else:
             _check_moved(cur, bucket, moves)
-            for name in active:
+            for name in [*active, *handled, *carried]:
                 outcomes[name] = "applied" if full else "drained"
             return outcomes
-        moves = []
+        # What the managers handled has gone out: their checkpoints move whatever the projections do.
+        for name in handled:
+            outcomes[name] = "applied" if full else "drained"
+        moves = [move for move in handled.values() if move is not None]
         for name, checkpoint in active.items():
             projection = projection_registry.get(name)
             events = [e for e in page.events if e.checkpoint > checkpoint]
@@ -235,6 +237,33 @@ def _passable(
         if checkpoint >= start:
             chosen.append((passer, checkpoint))
     return chosen
+
+
+Move = tuple[str, Checkpoint, Checkpoint]  # (subscriber, its checkpoint, the checkpoint it moves to)
+
+
+def _pass(
+    passers: Sequence[Passer], found: dict[str, tuple[Any, ...]], start: Checkpoint, page: list[RecordedEvent], sid: str
+) -> tuple[dict[str, Move | None], dict[str, Move | None]]:
+    """The process managers this batch takes to its end: those it handles the events of (an
+    `in_batch` manager with no recorded skips: handled and flushed here, by `Passer.handle`), and
+    those it carries past events they do not handle. Each with its checkpoint's move (None when it
+    was at the batch's end already). A manager whose handling fails is neither: what its handlers
+    read is rolled back to the batch's savepoint, and its own run takes the events."""
+    handled: dict[str, Move | None] = {}
+    carried: dict[str, Move | None] = {}
+    for passer, checkpoint in _passable(passers, found, start):
+        events = [e for e in page if e.checkpoint > checkpoint]
+        move = (passer.name, checkpoint, events[-1].checkpoint) if events else None
+        if not any(e.type in passer.handles for e in events):
+            carried[passer.name] = move
+        elif passer.handle is not None and not found[passer.name][5]:  # [5]: skips recorded in this bucket
+            done = passer.handle(events)
+            if done:
+                handled[passer.name] = move
+            elif done is not None:  # it failed: a read of its handlers that failed leaves nothing behind
+                transaction.savepoint_rollback(sid)
+    return handled, carried
 
 
 def _fold_all(

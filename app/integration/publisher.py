@@ -58,6 +58,7 @@ class IntegrationPublisher(ProcessManager):
 
     name = "integration_publisher"
     handled_per_batch = 1_000  # a publish costs no command: every translated event of the page in one batch
+    in_batch = True  # it only reads and publishes: the projections' batch publishes for it (processes.in_batch)
 
     def __init__(self) -> None:
         self._local = threading.local()  # one instance serves every thread: each holds its own batch

@@ -7,7 +7,11 @@ from __future__ import annotations
 from uuid import UUID, uuid4
 
 import psycopg
+import pytest
+from django.db import connection
 
+from app.integration import publisher
+from app.integration.events import registry
 from app.ledger import handlers
 from app.ledger.commands import CommandContext
 from eventstore.records import bucket_of
@@ -78,9 +82,99 @@ def test_a_deposit_carries_the_transfer_process_without_a_run_of_its_own(quiet_w
     ran = _runs(monkeypatch)
     outcomes = catchup.catch_up_bucket(bucket)
     assert outcomes["transfer_process"] == "drained"
-    assert ran == ["integration_publisher"]  # it publishes deposits: it has work of its own
+    assert ran == []  # nor the publisher: the batch published the deposit for it (below)
     head = EventStore().read_stream(account)[-1].position
     assert _position("transfer_process", bucket) == head == _position("account_summary", bucket)
+
+
+# -- the projections' batch handles an `in_batch` manager's events itself (the publisher) ---------
+@pytest.fixture(autouse=True)
+def _no_deferral_yet(monkeypatch):
+    """A deferral another test met would leave the publisher to its own runs (processes.in_batch)."""
+    monkeypatch.setattr(processes, "_away", set())
+
+
+def _published(monkeypatch, fails: Exception | None = None) -> list[str]:
+    """The integration event names published from now on (none, and `fails` raised, when given)."""
+    sent: list[str] = []
+
+    def publish_all(messages):
+        if fails is not None:
+            raise fails
+        sent.extend(m.event.name for m in messages)
+
+    monkeypatch.setattr(publisher, "publish_all", publish_all)
+    return sent
+
+
+def test_a_deposit_is_published_by_the_projections_batch_with_no_run_of_the_publisher(quiet_worker, monkeypatch):
+    account, bucket = _deposited()
+    sent = _published(monkeypatch)
+    ran = _runs(monkeypatch)
+    outcomes = catchup.catch_up_bucket(bucket)
+    assert outcomes["integration_publisher"] == "drained" and ran == []
+    assert sent == ["ledger.account_opened", "ledger.funds_deposited"]
+    head = EventStore().read_stream(account)[-1].position
+    assert _position("integration_publisher", bucket) == head == _position("account_summary", bucket)
+
+
+def test_a_broker_away_leaves_the_publishers_events_to_its_own_run(quiet_worker, monkeypatch):
+    account, bucket = _deposited()
+    before = _position("integration_publisher", bucket)
+    _published(monkeypatch, fails=processes.Deferred("the broker is away"))
+    ran = _runs(monkeypatch)
+    outcomes = catchup.catch_up_bucket(bucket)
+    assert outcomes["integration_publisher"] == "deferred" and ran == ["integration_publisher"]
+    assert _position("integration_publisher", bucket) == before  # nothing published, nothing passed
+    assert _position("account_summary", bucket) == EventStore().read_stream(account)[-1].position
+    # its own runs alone try until one gets through: a broker away must not hold every projections' batch
+    sent = _published(monkeypatch)
+    handlers.account_deposit(account_id=account, amount=1, ctx=_ctx())
+    assert catchup.catch_up_bucket(bucket)["integration_publisher"] == "drained"
+    assert ran == ["integration_publisher"] * 2 and len(sent) == 3  # its own run published all three
+    handlers.account_deposit(account_id=account, amount=1, ctx=_ctx())
+    catchup.catch_up_bucket(bucket)
+    assert ran == ["integration_publisher"] * 2 and len(sent) == 4  # and then the batch again
+
+
+def test_a_translation_that_raises_is_parked_by_the_publishers_own_run(quiet_worker, monkeypatch):
+    account, bucket = _deposited()
+    _published(monkeypatch)
+
+    def broken(event, store):
+        raise KeyError("currency")
+
+    monkeypatch.setitem(registry._translations, "ledger.FundsDeposited", [broken])
+    ran = _runs(monkeypatch)
+    outcomes = catchup.catch_up_bucket(bucket)
+    assert outcomes["integration_publisher"] == "failed" and ran == ["integration_publisher"]
+    parked = BucketCheckpoint.objects.get(projection="integration_publisher", bucket=bucket)
+    deposit = EventStore().read_stream(account)[-1]
+    assert parked.failed and parked.error_event_id == deposit.event_id
+    assert _position("account_summary", bucket) == deposit.position  # the projections went on
+
+
+def test_a_failed_read_in_the_publishers_handling_leaves_the_batch_whole(quiet_worker, monkeypatch):
+    account, bucket = _deposited()
+    sent = _published(monkeypatch)
+    process = processes.process_registry.get("integration_publisher")
+    handle = process.handle
+    calls = []
+
+    def reads_badly(event):
+        calls.append(event)
+        if len(calls) == 1:  # in the projections' batch: a statement PostgreSQL refuses
+            with connection.cursor() as cur:
+                cur.execute("SELECT 1 / 0")
+        handle(event)
+
+    monkeypatch.setattr(process, "handle", reads_badly)
+    ran = _runs(monkeypatch)
+    outcomes = catchup.catch_up_bucket(bucket)
+    assert ran == ["integration_publisher"] and outcomes["integration_publisher"] == "drained"
+    assert sent == ["ledger.account_opened", "ledger.funds_deposited"]  # once, by its own run
+    head = EventStore().read_stream(account)[-1].position
+    assert _position("integration_publisher", bucket) == head == _position("account_summary", bucket)
 
 
 def test_a_transfer_is_the_transfer_processs_own_work(quiet_worker, monkeypatch):
