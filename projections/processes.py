@@ -13,7 +13,9 @@ append must be the first write of its transaction (docs/design.md). So a handler
 a transaction of the runner: each command commits on its own, and the checkpoint moves after
 the batch, by compare-and-set, in a short transaction of its own. A crash in between hands the
 same events to the handlers again, so they must be idempotent: commands whose event ids derive
-from the triggering event's id, and whose guards look at the current state.
+from the triggering event's id, and whose guards look at the current state. (A manager whose
+handlers neither append nor write, `in_batch`, as the integration publisher, is the exception:
+the projections' batch handles its events before it writes anything, see `in_batch`.)
 
 Per (process manager, bucket), as the projections' runner does: a lock (a *session* advisory
 lock, with a key of its own, since no transaction spans the run), the checkpoint row in
