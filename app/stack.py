@@ -234,6 +234,29 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1"}  # lines reach the terminal as they are written
 
 
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 15.0) -> None:
+    """Stop children started with `start_new_session=True`, and whatever each started: SIGTERM to
+    each, then, after `timeout`, SIGKILL to the process group of any still running, and to the
+    group of every child that did exit: a member left behind (Celery's embedded beat, `-B`, once
+    its worker was killed) would otherwise run on, sending tasks to a stack that is gone."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()
+        _kill_group(proc.pid)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone: nothing was left behind
+        os.killpg(pgid, signal.SIGKILL)
+
+
 def run(out: Output | None = None) -> int:
     out = out or Output()
     port = os.environ.get("PORT", "8000")
@@ -270,16 +293,7 @@ def run(out: Output | None = None) -> int:
             out.block(_banner(port, new_admin_password))
             welcomed = True
         time.sleep(0.3)
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.terminate()
-    deadline = time.monotonic() + 15
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_processes(list(procs.values()))
     for reader in readers:  # their last lines ("Warm shutdown") reach the terminal
         reader.join(timeout=2)
     return code

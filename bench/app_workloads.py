@@ -33,7 +33,7 @@ from django.conf import settings
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Origin
 
-from app.stack import web_command, web_processes
+from app.stack import stop_processes, web_command, web_processes
 from bench import common, endpoint
 
 SCHEMA = "eventfold_bench_app"
@@ -91,7 +91,7 @@ def stack() -> Iterator[dict[str, Any]]:
     # application: the real one plus the minimal deposit endpoint (bench/endpoint.py).
     web = [*web_command(str(port), app="bench.asgi:application"), "--log-level", "warning"]
     procs = [
-        subprocess.Popen(web, env=env, cwd=BASE),
+        subprocess.Popen(web, env=env, cwd=BASE, start_new_session=True),
         subprocess.Popen(
             [
                 python,
@@ -114,6 +114,7 @@ def stack() -> Iterator[dict[str, Any]]:
             cwd=BASE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # stopped with its embedded beat (app.stack.stop_processes)
         ),
     ]
     try:
@@ -130,13 +131,7 @@ def stack() -> Iterator[dict[str, Any]]:
             time.sleep(0.2)
         yield {"port": port, "token": token, "username": "bench-operator", "password": password}
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs, timeout=20)
         with psycopg.connect(common.conninfo(None), autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
 

@@ -42,6 +42,7 @@ from django.conf import settings
 from django.db import connections, transaction
 
 from app.ledger.domain.account import Account
+from app.stack import stop_processes
 from bench import common
 from bench.rebuild_workload import _quiet, _rebuild
 from eventstore.records import BUCKETS, NO_STREAM
@@ -129,12 +130,7 @@ def _get(port: int, path: str, headers: dict[str, str]) -> int:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_processes([proc], timeout=30)  # and whatever it started (the worker's embedded beat)
 
 
 @contextmanager
@@ -146,6 +142,7 @@ def _web(token: str) -> Iterator[int]:
         cwd=settings.BASE_DIR,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,  # /healthz logs an error while the worker is away
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -171,6 +168,7 @@ def _worker(port: int) -> subprocess.Popen:
         cwd=settings.BASE_DIR,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while _get(port, "/healthz", {}) != 200:

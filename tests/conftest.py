@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
-from app.stack import worker_command
+from app.stack import stop_processes, worker_command
 from eventstore.roles import OWNER_ALIAS
 from eventstore.store import EventStore
 
@@ -112,7 +112,7 @@ def start_worker(name: str, log: Path | None = None, *, beat_schedule: Path | No
     if beat_schedule is not None:
         cmd += ["-B", "-s", str(beat_schedule)]
     with open(log or os.devnull, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while not celery_app.control.ping(destination=[f"{name}@{os.uname().nodename}"], timeout=0.5):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -127,11 +127,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     proc = start_worker(f"test-{os.getpid()}", log, beat_schedule=log.parent / "beat-schedule")
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_processes([proc], timeout=20)  # with its embedded beat
 
 
 def wait_for(check, timeout: float = 15.0, what: str = "the condition"):

@@ -20,6 +20,7 @@ from uuid import UUID, uuid4
 import pytest
 from kombu import Consumer, Queue
 
+from app import stack
 from app.celery import app as celery_app
 from app.core import metrics
 from app.integration import transport
@@ -136,12 +137,7 @@ def workers(session_worker_idle, tmp_path: Path, exchange_name: str) -> Iterator
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stack.stop_processes([proc], timeout=30)  # with its embedded beat
 
 
 # -- the workload -------------------------------------------------------------------------------
