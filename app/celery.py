@@ -19,7 +19,7 @@ from celery.signals import (
     worker_process_shutdown,
 )
 
-from app.core import logs, telemetry
+from app.core import broker, logs, telemetry
 from app.core.routine import quiet_routine_tasks, routine_tasks
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
@@ -27,6 +27,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
 app = Celery("eventfold")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+broker.install()  # a worker survives its broker going away while it holds tasks (app/core/broker.py)
 
 
 @setup_logging.connect
