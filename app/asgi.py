@@ -73,11 +73,14 @@ def _receivers_touch_nothing() -> bool:
     """Whether the request signals' receivers are only the known ones above (a project that adds one
     of its own, which might use the database, gets the thread)."""
     known = _known_receivers()
-    for signal in (request_started, request_finished):
-        for _, ref, is_async in signal.receivers:
-            receiver = ref() if isinstance(ref, (weakref.ref, weakref.WeakMethod)) else ref
-            if not is_async and receiver not in known:
-                return False
+    try:
+        for signal in (request_started, request_finished):
+            for _, ref, is_async in signal.receivers:
+                receiver = ref() if isinstance(ref, (weakref.ref, weakref.WeakMethod)) else ref
+                if not is_async and receiver not in known:
+                    return False
+    except (TypeError, ValueError):  # a Django whose receivers list looks otherwise: the thread, as Django does
+        return False
     return True
 
 
