@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from functools import cache
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -42,6 +43,28 @@ def max_lag_key() -> str:
 def claim_wake(bucket: int) -> bool:
     """Set the bucket's wake-up flag; False if it was set already. Redis errors reach the caller."""
     return bool(client().set(wake_key(bucket), 1, nx=True, px=WAKE_MS))
+
+
+# Set the bucket's wake-up flag and, when it was absent, push the catch-up task's message onto its
+# queue: one round trip (wakeups.py makes the message, with Celery's own machinery).
+_WAKE_AND_PUSH = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+@cache
+def _wake_and_push() -> Any:
+    return client().register_script(_WAKE_AND_PUSH)
+
+
+def claim_wake_and_push(bucket: int, queue_key: str, message: str) -> bool:
+    """`claim_wake`, and the message pushed onto `queue_key` (in this Redis) when the flag was
+    absent, in one round trip. Redis errors reach the caller."""
+    return bool(_wake_and_push()(keys=[wake_key(bucket), queue_key], args=[WAKE_MS, message]))
 
 
 def clear_wake(bucket: int) -> None:

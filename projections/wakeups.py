@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
+from uuid import uuid4
 
 from celery import current_app
 from django.db import transaction
 
+from eventstore import tracing
 from eventstore.records import BUCKETS, AppendResult, bucket_of
 from projections import flags
 
@@ -26,6 +29,63 @@ def send_catch_up(bucket: int, countdown: float | None = None) -> None:
     current_app.send_task(CATCH_UP_TASK, args=(bucket,), countdown=countdown)
 
 
+# -- a wake-up in one Redis round trip -----------------------------------------------------------
+# Celery's send_task (its router, its message, kombu's publish, which makes a Redis client object
+# per message) was a tenth of an API command's time in the web process, and the flag and the
+# message were two round trips (docs/benchmarks.md, P2). When the broker is the flags' own Redis
+# and the process does not trace (a traced process sends through Celery, whose instrumentation
+# puts the trace context in the message), the catch-up's message for each bucket is made once by
+# Celery and kombu themselves, with placeholder ids caught where kombu would push it, and each
+# wake-up then sets the flag and pushes a copy with fresh ids in one script
+# (flags.claim_wake_and_push). Anything unexpected in the making sends through Celery instead.
+_TASK_ID = "eventfold-wake-task-id"
+_fast: dict[int, tuple[str, str, str] | None] = {}  # bucket -> (queue key, message, its delivery tag)
+
+
+def _made(bucket: int) -> tuple[str, str, str] | None:
+    """The bucket's catch-up message as Celery and kombu make it, caught instead of pushed:
+    (the Redis key of its queue, the message as JSON, the delivery tag in it); None when the
+    broker is not this Redis or the queue is not a plain list."""
+    from kombu import Producer
+    from kombu.utils.json import dumps
+
+    app = current_app
+    caught: dict[str, Any] = {}
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        if not hasattr(channel, "_q_for_pri") or getattr(channel, "_expires", None):
+            return None  # not kombu's Redis transport, or queues that expire
+        ours = flags.client().connection_pool.connection_kwargs
+        theirs = channel.client.connection_pool.connection_kwargs
+        if any(ours.get(k) != theirs.get(k) for k in ("host", "port", "path", "db")):
+            return None  # another Redis: the flag and the message cannot go in one script
+        channel._put = lambda queue, message, **_: caught.update(queue=queue, message=message)
+        app.send_task(CATCH_UP_TASK, args=(bucket,), task_id=_TASK_ID, producer=Producer(channel))
+        message = caught["message"]
+        key = channel._q_for_pri(caught["queue"], channel._get_message_priority(message, reverse=False))
+        prefix = getattr(channel, "global_keyprefix", "") or ""
+    return prefix + key, dumps(message), str(message["properties"]["delivery_tag"])
+
+
+def _fast_wake(bucket: int) -> bool | None:
+    """Claim the bucket's wake-up and push its message in one round trip: whether it was claimed,
+    or None when this process sends through Celery."""
+    if tracing.active():
+        return None
+    if bucket not in _fast:
+        try:
+            _fast[bucket] = _made(bucket)
+        except Exception:
+            log.warning("could not make bucket %s's catch-up message: sending through Celery", bucket, exc_info=True)
+            _fast[bucket] = None
+    made = _fast[bucket]
+    if made is None:
+        return None
+    key, message, tag = made
+    fresh = message.replace(_TASK_ID, str(uuid4())).replace(tag, str(uuid4()))
+    return flags.claim_wake_and_push(bucket, key, fresh)
+
+
 class Unsent(Exception):
     """A wake-up could not be sent (Redis or the broker cannot be reached)."""
 
@@ -36,7 +96,7 @@ _last_warning = 0.0
 
 def _send(bucket: int) -> None:
     try:
-        if flags.claim_wake(bucket):  # else a wake-up for this bucket is already on its way
+        if _fast_wake(bucket) is None and flags.claim_wake(bucket):  # else one is already on its way
             send_catch_up(bucket)
     except Exception as exc:
         raise Unsent(bucket) from exc

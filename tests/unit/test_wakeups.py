@@ -4,8 +4,13 @@ wake_all gives up at the first failure instead of waiting on each of the 64 buck
 
 from __future__ import annotations
 
+import json
+from uuid import uuid4
+
 import pytest
 import redis
+from celery import Celery
+from django.conf import settings
 
 from projections import flags, wakeups
 
@@ -13,6 +18,7 @@ from projections import flags, wakeups
 @pytest.fixture
 def redis_down(monkeypatch):
     tried: list[int] = []
+    monkeypatch.setattr(wakeups, "_fast_wake", lambda bucket: None)  # the path through Celery
 
     def refused(bucket: int) -> bool:
         tried.append(bucket)
@@ -47,7 +53,73 @@ def test_wake_all_stops_at_the_first_failure(redis_down, warnings):
 
 def test_wake_all_wakes_every_bucket_when_it_can(monkeypatch):
     sent: list[int] = []
+    monkeypatch.setattr(wakeups, "_fast_wake", lambda bucket: None)  # the path through Celery
     monkeypatch.setattr(flags, "claim_wake", lambda bucket: True)
     monkeypatch.setattr(wakeups, "send_catch_up", lambda bucket, countdown=None: sent.append(bucket))
     wakeups.wake_all()
     assert sent == list(range(64))
+
+
+# -- the wake-up in one round trip ---------------------------------------------------------------
+BUCKET = 63
+
+
+@pytest.fixture
+def queue(monkeypatch):
+    """A Celery app like ours whose catch-up tasks go to a queue of this test's own (a worker of
+    the session must not take them), that queue's Redis list and the bucket's flag, empty."""
+    key = f"test.fast-wake.{uuid4().hex}"
+    app = Celery("eventfold-test", broker=settings.CELERY_BROKER_URL)
+    app.conf.update(broker_transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS)
+    app.conf.task_routes = {"projections.*": {"queue": key}}
+    monkeypatch.setattr(wakeups, "current_app", app)
+    monkeypatch.setattr(wakeups, "_fast", {})
+    redis_client = flags.client()
+    redis_client.delete(key, flags.wake_key(BUCKET))
+    yield redis_client, key
+    redis_client.delete(key, flags.wake_key(BUCKET))
+
+
+def _normalised(raw: bytes) -> dict:
+    message = json.loads(raw)
+    task_id = message["headers"]["id"]
+    assert message["headers"]["root_id"] == message["properties"]["correlation_id"] == task_id
+    for where, field in (("headers", "id"), ("headers", "root_id"), ("properties", "correlation_id")):
+        message[where][field] = "ID"
+    message["properties"]["delivery_tag"] = "TAG"
+    return message
+
+
+def test_a_wake_up_sets_the_flag_and_pushes_celerys_own_message_once(queue):
+    redis_client, key = queue
+    assert wakeups._fast_wake(BUCKET) is True
+    assert wakeups._fast_wake(BUCKET) is False  # the flag stands: one message for a burst
+    assert redis_client.pttl(flags.wake_key(BUCKET)) > 0
+    [fast] = redis_client.lrange(key, 0, -1)
+    redis_client.delete(key)
+    wakeups.send_catch_up(BUCKET)  # Celery's own send_task, as before
+    [celerys] = redis_client.lrange(key, 0, -1)
+    assert _normalised(fast) == _normalised(celerys)
+
+
+def test_each_wake_up_gets_ids_of_its_own(queue):
+    redis_client, key = queue
+    wakeups._fast_wake(BUCKET)
+    redis_client.delete(flags.wake_key(BUCKET))
+    wakeups._fast_wake(BUCKET)
+    first, second = (json.loads(raw) for raw in redis_client.lrange(key, 0, -1))
+    assert first["headers"]["id"] != second["headers"]["id"]
+    assert first["properties"]["delivery_tag"] != second["properties"]["delivery_tag"]
+
+
+def test_a_traced_process_sends_through_celery(queue, monkeypatch):
+    """Celery's instrumentation puts the trace context in the messages it sends."""
+    monkeypatch.setattr(wakeups.tracing, "active", lambda: True)
+    assert wakeups._fast_wake(BUCKET) is None
+
+
+def test_a_broker_in_another_redis_is_sent_to_through_celery(queue, monkeypatch):
+    pool = flags.client().connection_pool  # the same server, another database
+    other = redis.Redis(connection_pool=type(pool)(pool.connection_class, **{**pool.connection_kwargs, "db": 15}))
+    monkeypatch.setattr(flags, "client", lambda: other)
+    assert wakeups._fast_wake(BUCKET) is None
