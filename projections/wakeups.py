@@ -55,9 +55,7 @@ def _made(bucket: int) -> tuple[str, str, str] | None:
         channel = conn.default_channel
         if not hasattr(channel, "_q_for_pri") or getattr(channel, "_expires", None):
             return None  # not kombu's Redis transport, or queues that expire
-        ours = flags.client().connection_pool.connection_kwargs
-        theirs = channel.client.connection_pool.connection_kwargs
-        if any(ours.get(k) != theirs.get(k) for k in ("host", "port", "path", "db")):
+        if _where(flags.client()) != _where(channel.client):
             return None  # another Redis: the flag and the message cannot go in one script
         channel._put = lambda queue, message, **_: caught.update(queue=queue, message=message)
         app.send_task(CATCH_UP_TASK, args=(bucket,), task_id=_TASK_ID, producer=Producer(channel))
@@ -65,6 +63,12 @@ def _made(bucket: int) -> tuple[str, str, str] | None:
         key = channel._q_for_pri(caught["queue"], channel._get_message_priority(message, reverse=False))
         prefix = getattr(channel, "global_keyprefix", "") or ""
     return prefix + key, dumps(message), str(message["properties"]["delivery_tag"])
+
+
+def _where(client: Any) -> tuple[Any, ...]:
+    """The server and database a Redis client talks to (a unix socket's client names no database: 0)."""
+    given = client.connection_pool.connection_kwargs
+    return given.get("host"), given.get("port"), given.get("path"), int(given.get("db") or 0)
 
 
 def _fast_wake(bucket: int) -> bool | None:
