@@ -40,6 +40,8 @@ def send_catch_up(bucket: int, countdown: float | None = None) -> None:
 # (flags.claim_wake_and_push). Anything unexpected in the making sends through Celery instead.
 _TASK_ID = "eventfold-wake-task-id"
 _fast: dict[int, tuple[str, str, str] | None] = {}  # bucket -> (queue key, message, its delivery tag)
+REMAKE_AFTER_S = 30.0  # a message that could not be made (the broker away) is tried again after this
+_unmade_until: dict[int, float] = {}
 
 
 def _made(bucket: int) -> tuple[str, str, str] | None:
@@ -77,11 +79,14 @@ def _fast_wake(bucket: int) -> bool | None:
     if tracing.active():
         return None
     if bucket not in _fast:
+        if time.monotonic() < _unmade_until.get(bucket, 0.0):
+            return None
         try:
             _fast[bucket] = _made(bucket)
-        except Exception:
+        except Exception:  # the broker away, say: through Celery, and try making it again later
             log.warning("could not make bucket %s's catch-up message: sending through Celery", bucket, exc_info=True)
-            _fast[bucket] = None
+            _unmade_until[bucket] = time.monotonic() + REMAKE_AFTER_S
+            return None
     made = _fast[bucket]
     if made is None:
         return None

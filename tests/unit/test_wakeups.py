@@ -123,3 +123,17 @@ def test_a_broker_in_another_redis_is_sent_to_through_celery(queue, monkeypatch)
     other = redis.Redis(connection_pool=type(pool)(pool.connection_class, **{**pool.connection_kwargs, "db": 15}))
     monkeypatch.setattr(flags, "client", lambda: other)
     assert wakeups._fast_wake(BUCKET) is None
+
+
+def test_a_message_that_could_not_be_made_is_made_again_later(queue, monkeypatch):
+    """The broker away when a bucket's first wake-up comes: through Celery for a while, then the
+    message is made again, not given up for the life of the process."""
+    monkeypatch.setattr(wakeups, "_unmade_until", {})
+    made = wakeups._made
+    monkeypatch.setattr(wakeups, "_made", lambda bucket: (_ for _ in ()).throw(ConnectionError("away")))
+    assert wakeups._fast_wake(BUCKET) is None
+    monkeypatch.setattr(wakeups, "_made", made)
+    assert wakeups._fast_wake(BUCKET) is None  # not yet
+    now = wakeups.time.monotonic()
+    monkeypatch.setattr(wakeups.time, "monotonic", lambda: now + wakeups.REMAKE_AFTER_S + 1)
+    assert wakeups._fast_wake(BUCKET) is True
