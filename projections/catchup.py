@@ -1,30 +1,65 @@
-"""The catch-up of one bucket, as the task `projections.catch_up_bucket` runs it: every
-projection's batches first (runner), then every process manager's (which append, so never
-inside a projection's transaction), again while the bucket was marked dirty meanwhile; then,
-while there is more (or events wait behind the read horizon), the bucket is queued again.
-The projections' batches carry each process manager past the events it does not handle (a
-deposit, for the transfer process): one left with nothing to do does not run on its own.
+"""The catch-up of the buckets that wait for one, as the task `projections.catch_up_pending`
+runs it, and of one bucket, as `projections.catch_up_bucket` does.
+
+A bucket's catch-up: every projection's batches first (runner), then every process manager's
+(which append, so never inside a projection's transaction), again while the bucket was marked
+dirty meanwhile; then, while there is more (or events wait behind the read horizon), the bucket
+is queued again. The projections' batches carry each process manager past the events it does not
+handle (a deposit, for the transfer process): one left with nothing to do does not run on its own.
+
+The waiting buckets (wakeups.py) are taken together: their first batches share one transaction
+(runner.apply_batches: one lock-and-read, one read, one write and move for all of them). A bucket
+that this batch does not settle (more to read, a process manager with events of its own to
+handle, a lock held elsewhere, an event that failed, a mark that it is dirty) then goes on alone,
+as above. When commands come faster than a catch-up, a catch-up takes the events of many of them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
-from projections import flags, processes, runner, wakeups
+from projections import flags, metrics, processes, runner, wakeups
 
 log = logging.getLogger(__name__)
 REQUEUE_COUNTDOWN_S = 0.02  # another runner's transaction holds the horizon for milliseconds
+MAX_BUCKETS = 16  # taken by one task: more wait for the next (another worker process takes them meanwhile)
 # Called with (bucket, outcomes by projection, the streams whose events were applied) as soon as
 # the projections of a bucket have caught up (before process managers run), e.g. by the console
 # to push live hints; a hook that fails is logged, never fails the catch-up.
 after_catch_up: list[Callable[[int, Mapping[str, str], set], None]] = []
 
 
+def catch_up_buckets(buckets: Sequence[int]) -> dict[int, dict[str, processes.Outcome]]:
+    """Bring the buckets up to date: their first batches together, then each bucket that this did
+    not settle on its own (`catch_up_bucket`). The outcomes by bucket."""
+    if len(buckets) < 2:
+        return {bucket: catch_up_bucket(bucket) for bucket in buckets}
+    passers = processes.passers()
+    carried = {p.name for p in passers}
+    group = runner.group()
+    touched: dict[int, set] = {bucket: set() for bucket in buckets}
+    with metrics.BATCH_SECONDS.labels("projection").time():
+        first = runner.apply_batches(group, buckets, runner.BATCH_SIZE, touched, passers)
+    results: dict[int, dict[str, processes.Outcome]] = {}
+    settled = []
+    for bucket, outcomes in first.items():
+        _announce(bucket, {name: o for name, o in outcomes.items() if name not in carried}, touched[bucket])
+        if all(outcomes.get(name) == "drained" for name in [*(p.name for p in group), *carried]):
+            settled.append(bucket)
+            results[bucket] = dict(outcomes)
+    dirty = flags.take_dirty_of(settled)
+    for bucket in buckets:
+        if bucket not in results or bucket in dirty:
+            results[bucket] = catch_up_bucket(bucket)
+    for bucket in runner.behind_horizon_of([b for b in settled if b not in dirty]):
+        wakeups.send_catch_up(bucket, countdown=REQUEUE_COUNTDOWN_S)
+    return results
+
+
 def catch_up_bucket(bucket: int) -> dict[str, processes.Outcome]:
     """Bring every projection's bucket up to date, then every process manager's; re-queue while
     there is more. Returns the outcome by projection and process manager."""
-    flags.clear_wake(bucket)
     passers = processes.passers()
     carried = {p.name for p in passers}
     while True:

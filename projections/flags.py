@@ -1,6 +1,7 @@
 """Short-lived flags in Redis, shared by the processes that append, the workers and the beat:
 
-- the wake-up flag of a bucket: a catch-up task for it is on its way (a burst of appends sends one);
+- the buckets waiting for a catch-up (a set), and the wake-up flag: a catch-up task that will take
+  them is on its way (a burst of appends, to any buckets, sends one);
 - the dirty flag of a bucket: it was busy, so whoever holds it looks again before leaving;
 - the published max lag: the largest lag, as the beat measured it, which backpressure reads.
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -28,8 +30,12 @@ def client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, **settings.REDIS_CLIENT_OPTIONS)
 
 
-def wake_key(bucket: int) -> str:
-    return f"eventfold:{settings.QUEUE_PREFIX}wake:{bucket}"
+def wake_key() -> str:
+    return f"eventfold:{settings.QUEUE_PREFIX}wake"
+
+
+def pending_key() -> str:
+    return f"eventfold:{settings.QUEUE_PREFIX}pending"
 
 
 def dirty_key(bucket: int) -> str:
@@ -40,39 +46,50 @@ def max_lag_key() -> str:
     return f"eventfold:{settings.QUEUE_PREFIX}max-lag"
 
 
-def claim_wake(bucket: int) -> bool:
-    """Set the bucket's wake-up flag; False if it was set already. Redis errors reach the caller."""
-    return bool(client().set(wake_key(bucket), 1, nx=True, px=WAKE_MS))
-
-
-# Set the bucket's wake-up flag and, when it was absent, push the catch-up task's message onto its
-# queue: one round trip (wakeups.py makes the message, with Celery's own machinery).
-_WAKE_AND_PUSH = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  redis.call('LPUSH', KEYS[2], ARGV[2])
+# Add the bucket to those waiting and set the wake-up flag: 1 when it was absent (the caller sends
+# the task that takes the waiting buckets), 0 when one is on its way. With a message (and its queue's
+# key, in this Redis: wakeups.py makes it with Celery's own machinery) the script pushes it itself:
+# one round trip for the whole wake-up.
+_WAKE = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
+  if ARGV[3] then redis.call('LPUSH', KEYS[3], ARGV[3]) end
   return 1
 end
 return 0
 """
+# The task has started: clear the wake-up flag (later wake-ups send a new task), then take up to
+# ARGV[1] waiting buckets; and how many still wait. In this order, atomically: no bucket added in
+# between is left without a task on its way.
+_TAKE = """
+redis.call('DEL', KEYS[2])
+local taken = redis.call('SPOP', KEYS[1], ARGV[1])
+return {taken, redis.call('SCARD', KEYS[1])}
+"""
 
 
 @cache
-def _wake_and_push() -> Any:
-    return client().register_script(_WAKE_AND_PUSH)
+def _script(source: str) -> Any:
+    return client().register_script(source)
+
+
+def claim_wake(bucket: int) -> bool:
+    """Mark the bucket as waiting, and set the wake-up flag: False if it was set already (a task
+    that takes every waiting bucket is on its way). Redis errors reach the caller."""
+    return bool(_script(_WAKE)(keys=[pending_key(), wake_key()], args=[bucket, WAKE_MS]))
 
 
 def claim_wake_and_push(bucket: int, queue_key: str, message: str) -> bool:
     """`claim_wake`, and the message pushed onto `queue_key` (in this Redis) when the flag was
     absent, in one round trip. Redis errors reach the caller."""
-    return bool(_wake_and_push()(keys=[wake_key(bucket), queue_key], args=[WAKE_MS, message]))
+    return bool(_script(_WAKE)(keys=[pending_key(), wake_key(), queue_key], args=[bucket, WAKE_MS, message]))
 
 
-def clear_wake(bucket: int) -> None:
-    """The task for this bucket has started: later appends must send a new one."""
-    try:
-        client().delete(wake_key(bucket))
-    except Exception:
-        log.warning("could not clear the wake-up flag of bucket %s", bucket, exc_info=True)
+def take_pending(limit: int) -> tuple[list[int], int]:
+    """Clear the wake-up flag and take up to `limit` waiting buckets: (them, how many still wait).
+    Redis errors reach the caller."""
+    taken, left = _script(_TAKE)(keys=[pending_key(), wake_key()], args=[limit])
+    return sorted(int(b) for b in taken), int(left)
 
 
 def mark_dirty(bucket: int) -> None:
@@ -84,10 +101,21 @@ def mark_dirty(bucket: int) -> None:
 
 
 def take_dirty(bucket: int) -> bool:
+    return bucket in take_dirty_of([bucket])
+
+
+def take_dirty_of(buckets: Sequence[int]) -> set[int]:
+    """Those of the buckets that were marked dirty, their marks taken (one round trip)."""
+    if not buckets:
+        return set()
     try:
-        return bool(client().getdel(dirty_key(bucket)))
+        with client().pipeline(transaction=False) as pipe:
+            for bucket in buckets:
+                pipe.getdel(dirty_key(bucket))
+            marks = pipe.execute()
     except Exception:
-        return False
+        return set()
+    return {bucket for bucket, mark in zip(buckets, marks, strict=True) if mark}
 
 
 def publish_max_lag(lag: int) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any, Literal, NamedTuple
 
@@ -64,11 +64,12 @@ class Passer(NamedTuple):
 # Whether an operator skipped events of the checkpoint `c`'s subscriber in its bucket (then, and only
 # then, a batch looks its events up among the skips).
 HAS_SKIPS = "EXISTS (SELECT 1 FROM projections_skip sk WHERE sk.projection = c.projection AND sk.bucket = c.bucket)"
+# Try each (subscriber, bucket)'s lock and read its checkpoint (never waits: no deadlock, whatever the order).
 LOCK_AND_READ = f"""
-SELECT c.projection, pg_try_advisory_xact_lock(k.key, %s::int), c.tx_id, c.position, c.failed, s.paused,
-       {HAS_SKIPS}
-FROM unnest(%s::text[], %s::int[]) WITH ORDINALITY AS k(name, key, n)
-JOIN projections_checkpoint c ON c.projection = k.name AND c.bucket = %s
+SELECT c.projection, c.bucket, pg_try_advisory_xact_lock(k.key, k.bucket), c.tx_id, c.position, c.failed,
+       s.paused, {HAS_SKIPS}
+FROM unnest(%s::text[], %s::int[], %s::int[]) WITH ORDINALITY AS k(name, key, bucket, n)
+JOIN projections_checkpoint c ON c.projection = k.name AND c.bucket = k.bucket
 JOIN projections_projectionstate s ON s.name = c.projection
 ORDER BY k.n
 """
@@ -84,6 +85,14 @@ def ensure_checkpoints(projection: Subscriber, *, force: bool = False) -> None:
         [BucketCheckpoint(projection=projection.name, bucket=b) for b in range(BUCKETS)], ignore_conflicts=True
     )
     _ensured.add(key)
+
+
+def group() -> list[Projection]:
+    """Every projection, its checkpoints made (on first use)."""
+    projections = list(projection_registry.all())
+    for projection in projections:
+        ensure_checkpoints(projection)
+    return projections
 
 
 def catch_up(
@@ -121,8 +130,22 @@ def apply_batch(
     touched: set | None = None,
     passers: Sequence[Passer] = (),
 ) -> dict[str, Outcome]:
-    """One transaction and one read of the bucket for several projections: each is locked,
-    applied from its own checkpoint, and checkpointed (or parked) on its own.
+    """`apply_batches` for one bucket."""
+    return apply_batches(group, [bucket], batch_size, None if touched is None else {bucket: touched}, passers)[bucket]
+
+
+def apply_batches(
+    group: list[Projection],
+    buckets: Sequence[int],
+    batch_size: int = BATCH_SIZE,
+    touched: Mapping[int, set] | None = None,
+    passers: Sequence[Passer] = (),
+) -> dict[int, dict[str, Outcome]]:
+    """One transaction and one read of each bucket for several projections: each (projection,
+    bucket) is locked, applied from its own checkpoint, and checkpointed (or parked) on its own.
+    Several buckets (those whose wake-ups waited together, catchup.catch_up_pending) share the
+    transaction and its round trips: one lock-and-read, one read, one write and move for all.
+    Returns the outcomes by bucket.
 
     `passers` (process managers) are locked with their own lock (the one their runs hold) and, when
     the batch holds no event of a type one of them handles after its checkpoint, that checkpoint
@@ -132,147 +155,209 @@ def apply_batch(
     publisher) has its events handled and flushed here, before the projections write, and its
     checkpoint moved with theirs (a deposit's catch-up spared the publisher its own run). A manager
     that is busy, failed, paused, behind the batch's start or has something to handle that this
-    batch does not handle gets no outcome here: it runs on its own, as before."""
+    batch does not handle gets no outcome here: it runs on its own, as before. `touched` collects,
+    by bucket, the ids of the streams whose events were applied."""
     store = EventStore()
-    outcomes: dict[str, Outcome] = {}
+    outcomes: dict[int, dict[str, Outcome]] = {b: {} for b in buckets}
     with transaction.atomic(), connection.cursor() as cur:
         pg = connection.connection
-        active: dict[str, Checkpoint] = {}
         names = [p.name for p in group]
-        # One round trip (BEGIN with it): try each projection's (and passer's) lock for this bucket
-        # and read its checkpoint.
+        every = names + [p.name for p in passers]
         keys = [lock_key(n) for n in names] + [p.key for p in passers]
+        # One round trip (BEGIN with it): try each projection's (and passer's) lock for each bucket
+        # and read its checkpoint.
         with pg.pipeline():  # and the batch's savepoint, after the locks (a rollback to it keeps them)
-            cur.execute(LOCK_AND_READ, [bucket, names + [p.name for p in passers], keys, bucket])
+            cur.execute(LOCK_AND_READ, [every * len(buckets), keys * len(buckets), [b for b in buckets for _ in every]])
             sid = transaction.savepoint()
-        found = {row[0]: row[1:] for row in cur.fetchall()}
-        for name in names:
-            row = found.get(name)
-            if row is None:
-                _ensured.discard((connection.settings_dict["NAME"], name))
-                outcomes[name] = "applied"  # try again once the rows exist
-            elif not row[0]:
-                outcomes[name] = "busy"
-            elif row[3]:
-                outcomes[name] = "failed"
-            elif row[4]:
-                outcomes[name] = "paused"
-            else:
-                active[name] = Checkpoint(row[1], row[2])
+        found: Found = {(row[0], row[1]): row[2:] for row in cur.fetchall()}
+        active: dict[int, dict[str, Checkpoint]] = {}
+        for bucket in buckets:
+            mine = _classify(names, bucket, found, outcomes[bucket])
+            if mine:
+                active[bucket] = mine
         if not active:
             return outcomes
-        start = min(active.values())
+        starts = {bucket: min(mine.values()) for bucket, mine in active.items()}
         # the archive too: a projection reset to an earlier place (or new) must meet archived streams
-        page = store.read_all(start, limit=batch_size, bucket=bucket, include_archived=True)
-        with_skips = [name for name in active if found[name][5]]  # an operator skipped events here
-        skipped = (
+        pages = store.read_buckets(starts, limit=batch_size, include_archived=True)
+        with_skips = {name for (name, bucket) in found if bucket in active and found[name, bucket][5]}
+        every_event = [e.event_id for page in pages.values() for e in page]
+        skipped = (  # event ids are unique across buckets: (projection, event id) is enough
             set(
-                Skip.objects.filter(
-                    projection__in=with_skips, event_id__in=[e.event_id for e in page.events]
-                ).values_list("projection", "event_id")
+                Skip.objects.filter(projection__in=with_skips, event_id__in=every_event).values_list(
+                    "projection", "event_id"
+                )
             )
-            if page.events and with_skips
+            if every_event and with_skips
             else set()
         )
-        full = len(page.events) == batch_size
+        ended: dict[int, Outcome] = {b: "applied" if len(pages[b]) == batch_size else "drained" for b in active}
         # The process managers first, before anything is written (so that the transaction holds
         # no transaction id while one publishes, and the read horizon never waits on a broker).
-        handled, carried = _pass(passers, found, start, page.events, sid)
-        passed = [move for move in [*handled.values(), *carried.values()] if move is not None]
+        handled, carried = _pass(passers, found, starts, pages, sid)
         # Usually no event fails: every projection applies its events under the batch's savepoint
         # (never released: the commit ends it), and when every one is `pipelined`, their writes
         # and the checkpoints' move go to PostgreSQL in one round trip. When one raises (in
         # Python, or in PostgreSQL at the round trip's end), the savepoint is rolled back and each
         # projection applies under its own (`_fold`), which finds the failing event and parks it.
         # (a batch that big may fold in memory, whose COPY pipeline mode cannot carry)
-        together = len(page.events) < BULK_MIN_EVENTS and all(projection_registry.get(n).pipelined for n in active)
+        together = all(len(page) < BULK_MIN_EVENTS for page in pages.values()) and all(
+            projection_registry.get(n).pipelined for mine in active.values() for n in mine
+        )
+        passed = [move for moves in (handled, carried) for move in moves.values() if move is not None]
         try:
             with pg.pipeline() if together else nullcontext():
-                moves = _fold_all(active, page.events, skipped, cur, touched) + passed
-                _send_move(cur, bucket, moves)
+                moves = [
+                    move
+                    for bucket, mine in active.items()
+                    for move in _fold_all(mine, bucket, pages[bucket], skipped, cur, touched)
+                ] + passed
+                _send_move(cur, moves)
         except Exception:
             transaction.savepoint_rollback(sid)
-            log.info("bucket %s: an event failed in a batch; applying each projection on its own", bucket)
+            log.info("buckets %s: an event failed in a batch; applying each projection on its own", list(active))
         else:
-            _check_moved(cur, bucket, moves)
-            for name in [*active, *handled, *carried]:
-                outcomes[name] = "applied" if full else "drained"
+            _check_moved(cur, moves)
+            for bucket, mine in active.items():
+                outcomes[bucket].update(dict.fromkeys(mine, ended[bucket]))
+            for name, bucket in [*handled, *carried]:
+                outcomes[bucket][name] = ended[bucket]
             return outcomes
         # What the managers handled has gone out: their checkpoints move whatever the projections do.
-        for name in handled:
-            outcomes[name] = "applied" if full else "drained"
         moves = [move for move in handled.values() if move is not None]
-        for name, checkpoint in active.items():
-            projection = projection_registry.get(name)
-            events = [e for e in page.events if e.checkpoint > checkpoint]
-            if not events:
-                outcomes[name] = "applied" if full else "drained"
-                continue
-            mine = {eid for (pname, eid) in skipped if pname == name}
-            applied, error = _fold(projection, events, mine, cur)
-            if applied:
-                moves.append((name, checkpoint, events[applied - 1].checkpoint))
-                if touched is not None:
-                    touched.update(e.stream_id for e in events[:applied] if e.type in projection.handlers)
-            if error:
-                _park(cur, name, bucket, events[applied], error)
-                outcomes[name] = "failed"
-            else:
-                outcomes[name] = "applied" if full else "drained"
-        _move(cur, bucket, moves)
+        for name, bucket in handled:
+            outcomes[bucket][name] = ended[bucket]
+        for bucket, mine in active.items():
+            for name, checkpoint in mine.items():
+                outcomes[bucket][name] = _fold_alone(
+                    name, bucket, checkpoint, pages[bucket], skipped, cur, touched, moves
+                )
+                if outcomes[bucket][name] == "applied":
+                    outcomes[bucket][name] = ended[bucket]
+        _send_move(cur, moves)
+        _check_moved(cur, moves)
     return outcomes
 
 
+# (subscriber, bucket) -> its row of LOCK_AND_READ after the two: locked, tx_id, position, failed,
+# paused, whether it has skips in this bucket
+Found = dict[tuple[str, int], tuple[Any, ...]]
+
+
+def _classify(names: list[str], bucket: int, found: Found, outcomes: dict[str, Outcome]) -> dict[str, Checkpoint]:
+    """The projections of the bucket this batch applies (by checkpoint); the others' outcomes."""
+    active: dict[str, Checkpoint] = {}
+    for name in names:
+        row = found.get((name, bucket))
+        if row is None:
+            _ensured.discard((connection.settings_dict["NAME"], name))
+            outcomes[name] = "applied"  # try again once the rows exist
+        elif not row[0]:
+            outcomes[name] = "busy"
+        elif row[3]:
+            outcomes[name] = "failed"
+        elif row[4]:
+            outcomes[name] = "paused"
+        else:
+            active[name] = Checkpoint(row[1], row[2])
+    return active
+
+
+def _fold_alone(
+    name: str,
+    bucket: int,
+    checkpoint: Checkpoint,
+    page: list[RecordedEvent],
+    skipped: set,
+    cur: CursorWrapper,
+    touched: Mapping[int, set] | None,
+    moves: list[Move],
+) -> Outcome:
+    """Apply the page to one projection under a savepoint of its own, parking it at an event that
+    fails; its checkpoint's move appended to `moves`. "applied" unless it failed."""
+    projection = projection_registry.get(name)
+    events = [e for e in page if e.checkpoint > checkpoint]
+    if not events:
+        return "applied"
+    mine = {eid for (pname, eid) in skipped if pname == name}
+    applied, error = _fold(projection, events, mine, cur)
+    if applied:
+        moves.append((name, bucket, checkpoint, events[applied - 1].checkpoint))
+        if touched is not None:
+            touched[bucket].update(e.stream_id for e in events[:applied] if e.type in projection.handlers)
+    if error:
+        _park(cur, name, bucket, events[applied], error)
+        return "failed"
+    return "applied"
+
+
 def _passable(
-    passers: Sequence[Passer], found: dict[str, tuple[Any, ...]], start: Checkpoint
-) -> list[tuple[Passer, Checkpoint]]:
-    """The passers whose lock this batch holds, that are neither failed nor paused, and whose
-    checkpoint is not behind the batch's start (the batch has every event after it)."""
+    passers: Sequence[Passer], found: Found, starts: Mapping[int, Checkpoint]
+) -> list[tuple[Passer, int, Checkpoint]]:
+    """The (passer, bucket)s whose lock this batch holds, that are neither failed nor paused, and
+    whose checkpoint is not behind the bucket's batch's start (the batch has every event after it)."""
     chosen = []
     for passer in passers:
-        row = found.get(passer.name)
-        if row is None or not row[0] or row[3] or row[4]:
-            continue
-        checkpoint = Checkpoint(row[1], row[2])
-        if checkpoint >= start:
-            chosen.append((passer, checkpoint))
+        for bucket, start in starts.items():
+            row = found.get((passer.name, bucket))
+            if row is None or not row[0] or row[3] or row[4]:
+                continue
+            checkpoint = Checkpoint(row[1], row[2])
+            if checkpoint >= start:
+                chosen.append((passer, bucket, checkpoint))
     return chosen
 
 
-Move = tuple[str, Checkpoint, Checkpoint]  # (subscriber, its checkpoint, the checkpoint it moves to)
+# (subscriber, bucket, its checkpoint, the checkpoint it moves to)
+Move = tuple[str, int, Checkpoint, Checkpoint]
 
 
 def _pass(
-    passers: Sequence[Passer], found: dict[str, tuple[Any, ...]], start: Checkpoint, page: list[RecordedEvent], sid: str
-) -> tuple[dict[str, Move | None], dict[str, Move | None]]:
-    """The process managers this batch takes to its end: those it handles the events of (an
-    `in_batch` manager with no recorded skips: handled and flushed here, by `Passer.handle`), and
-    those it carries past events they do not handle. Each with its checkpoint's move (None when it
-    was at the batch's end already). A manager whose handling fails is neither: what its handlers
-    read is rolled back to the batch's savepoint, and its own run takes the events."""
-    handled: dict[str, Move | None] = {}
-    carried: dict[str, Move | None] = {}
-    for passer, checkpoint in _passable(passers, found, start):
-        events = [e for e in page if e.checkpoint > checkpoint]
-        move = (passer.name, checkpoint, events[-1].checkpoint) if events else None
+    passers: Sequence[Passer],
+    found: Found,
+    starts: Mapping[int, Checkpoint],
+    pages: Mapping[int, list[RecordedEvent]],
+    sid: str,
+) -> tuple[dict[tuple[str, int], Move | None], dict[tuple[str, int], Move | None]]:
+    """The (process manager, bucket)s this batch takes to its end: those it handles the events of
+    (an `in_batch` manager with no recorded skips: handled and flushed here, by `Passer.handle`,
+    once for every bucket of the batch), and those it carries past events they do not handle. Each
+    with its checkpoint's move (None when it was at the batch's end already). A manager whose
+    handling fails is neither: what its handlers read is rolled back to the batch's savepoint, and
+    its own runs take the events."""
+    handled: dict[tuple[str, int], Move | None] = {}
+    carried: dict[tuple[str, int], Move | None] = {}
+    to_handle: dict[str, list[tuple[int, Move | None, list[RecordedEvent]]]] = {}
+    for passer, bucket, checkpoint in _passable(passers, found, starts):
+        events = [e for e in pages[bucket] if e.checkpoint > checkpoint]
+        move = (passer.name, bucket, checkpoint, events[-1].checkpoint) if events else None
         if not any(e.type in passer.handles for e in events):
-            carried[passer.name] = move
-        elif passer.handle is not None and not found[passer.name][5]:  # [5]: skips recorded in this bucket
-            done = passer.handle(events)
-            if done:
-                handled[passer.name] = move
-            elif done is not None:  # it failed: a read of its handlers that failed leaves nothing behind
-                transaction.savepoint_rollback(sid)
+            carried[passer.name, bucket] = move
+        elif passer.handle is not None and not found[passer.name, bucket][5]:  # [5]: skips recorded in this bucket
+            to_handle.setdefault(passer.name, []).append((bucket, move, events))
+    for passer in passers:
+        if passer.name not in to_handle or passer.handle is None:
+            continue
+        done = passer.handle([e for _, _, events in to_handle[passer.name] for e in events])
+        if done:
+            handled.update({(passer.name, bucket): move for bucket, move, _ in to_handle[passer.name]})
+        elif done is not None:  # it failed: a read of its handlers that failed leaves nothing behind
+            transaction.savepoint_rollback(sid)
     return handled, carried
 
 
 def _fold_all(
-    active: dict[str, Checkpoint], page: list[RecordedEvent], skipped: set, cur: CursorWrapper, touched: set | None
-) -> list[tuple[str, Checkpoint, Checkpoint]]:
-    """Apply the page to every active projection from its checkpoint, with no savepoint of its
-    own: the first event that fails raises (the caller rolls the whole group back). Returns the
-    checkpoint moves."""
-    moves: list[tuple[str, Checkpoint, Checkpoint]] = []
+    active: dict[str, Checkpoint],
+    bucket: int,
+    page: list[RecordedEvent],
+    skipped: set,
+    cur: CursorWrapper,
+    touched: Mapping[int, set] | None,
+) -> list[Move]:
+    """Apply the bucket's page to every active projection from its checkpoint, with no savepoint
+    of its own: the first event that fails raises (the caller rolls the whole group back). Returns
+    the checkpoint moves."""
+    moves: list[Move] = []
     for name, checkpoint in active.items():
         projection = projection_registry.get(name)
         events = [e for e in page if e.checkpoint > checkpoint]
@@ -286,9 +371,9 @@ def _fold_all(
             for event in own:
                 with applying(name, event):
                     projection.apply(event, cur)
-        moves.append((name, checkpoint, events[-1].checkpoint))
+        moves.append((name, bucket, checkpoint, events[-1].checkpoint))
         if touched is not None:
-            touched.update(e.stream_id for e in own)
+            touched[bucket].update(e.stream_id for e in own)
     return moves
 
 
@@ -338,37 +423,33 @@ def _apply(projection: Projection, events: list[RecordedEvent], skipped: set, cu
     return len(events), ""
 
 
-def _move(cur: CursorWrapper, bucket: int, moves: list[tuple[str, Checkpoint, Checkpoint]]) -> None:
-    """Compare-and-set the checkpoints of every projection that applied events, in one statement."""
-    _send_move(cur, bucket, moves)
-    _check_moved(cur, bucket, moves)
-
-
-def _send_move(cur: CursorWrapper, bucket: int, moves: list[tuple[str, Checkpoint, Checkpoint]]) -> None:
-    """`_move`'s statement (in a pipeline, its rowcount is known once the round trip ends)."""
+def _send_move(cur: CursorWrapper, moves: list[Move]) -> None:
+    """Compare-and-set the checkpoints of every (projection, bucket) that applied events, in one
+    statement (in a pipeline, its rowcount is known once the round trip ends: `_check_moved`)."""
     if not moves:
         return
     cur.execute(
         "UPDATE projections_checkpoint c SET tx_id = m.tx_id, position = m.position, updated_at = now() "
-        "FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
-        "AS m(projection, old_tx, old_position, tx_id, position) "
-        "WHERE c.projection = m.projection AND c.bucket = %s AND c.tx_id = m.old_tx AND c.position = m.old_position",
+        "FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+        "AS m(projection, bucket, old_tx, old_position, tx_id, position) "
+        "WHERE c.projection = m.projection AND c.bucket = m.bucket AND c.tx_id = m.old_tx "
+        "AND c.position = m.old_position",
         [
-            [name for name, _, _ in moves],
-            [old.tx_id for _, old, _ in moves],
-            [old.position for _, old, _ in moves],
-            [new.tx_id for _, _, new in moves],
-            [new.position for _, _, new in moves],
-            bucket,
+            [name for name, _, _, _ in moves],
+            [bucket for _, bucket, _, _ in moves],
+            [old.tx_id for _, _, old, _ in moves],
+            [old.position for _, _, old, _ in moves],
+            [new.tx_id for _, _, _, new in moves],
+            [new.position for _, _, _, new in moves],
         ],
     )
 
 
-def _check_moved(cur: CursorWrapper, bucket: int, moves: list[tuple[str, Checkpoint, Checkpoint]]) -> None:
+def _check_moved(cur: CursorWrapper, moves: list[Move]) -> None:
     """Raise (the batch rolls back) unless `_send_move`'s statement, the cursor's last, moved every checkpoint."""
     if moves and cur.rowcount != len(moves):
-        names = ", ".join(name for name, _, _ in moves)
-        raise RuntimeError(f"a checkpoint of {names} in bucket {bucket} moved under us: batch rolled back")
+        names = ", ".join(f"{name}/{bucket}" for name, bucket, _, _ in moves)
+        raise RuntimeError(f"a checkpoint of {names} moved under us: batch rolled back")
 
 
 def _park(cur: CursorWrapper, name: str, bucket: int, event: RecordedEvent, error: str) -> None:
@@ -411,10 +492,17 @@ def lagging_buckets() -> list[int]:
 def behind_horizon(bucket: int) -> bool:
     """Whether the bucket has committed events that readers cannot see yet (an older transaction
     is still open): the caller should look again shortly rather than wait for beat."""
+    return bool(behind_horizon_of([bucket]))
+
+
+def behind_horizon_of(buckets: Sequence[int]) -> list[int]:
+    """Those of the buckets that have committed events readers cannot see yet (`behind_horizon`)."""
+    if not buckets:
+        return []
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT EXISTS (SELECT 1 FROM eventstore_event WHERE bucket = %s "
-            "AND tx_id >= pg_snapshot_xmin(pg_current_snapshot()))",
-            [bucket],
+            "SELECT b FROM unnest(%s::int[]) AS b WHERE EXISTS (SELECT 1 FROM eventstore_event "
+            "WHERE bucket = b AND tx_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+            [list(buckets)],
         )
-        return cur.fetchone()[0]
+        return [row[0] for row in cur.fetchall()]

@@ -31,6 +31,22 @@ def catch_up_bucket(bucket: int) -> dict[str, processes.Outcome]:
     return catchup.catch_up_bucket(bucket)  # outside the handler: its errors are its own, not the first's
 
 
+@shared_task(name=wakeups.PENDING_TASK, acks_late=True, reject_on_worker_lost=True)
+def catch_up_pending() -> dict[int, dict[str, processes.Outcome]]:
+    """Bring the buckets that wait for a catch-up up to date, together (re-queued while one has more).
+    A dropped database connection is met as `catch_up_bucket` meets it; the buckets taken are
+    caught up on the new one."""
+    buckets, left = flags.take_pending(catchup.MAX_BUCKETS)
+    if left:
+        wakeups.send_pending()  # for the rest: another worker process may take them meanwhile
+    try:
+        return catchup.catch_up_buckets(buckets)
+    except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError):
+        log.info("catch-up of buckets %s met a dropped database connection: again on a new one", buckets)
+        connections.close_all()
+    return catchup.catch_up_buckets(buckets)
+
+
 @shared_task(name="projections.tick", acks_late=True)
 def tick() -> list[int]:
     """The safety net (beat, every few seconds): wake every bucket that has events not yet applied."""

@@ -1,9 +1,13 @@
 """Wake-ups: an append schedules catch-up of its bucket once its transaction commits.
 
-Tasks are hints, never carriers of events. A burst of appends to one bucket sends one
-task (the bucket's wake-up flag, projections.flags); a broker that is down is logged, never
-turned into an error for a command that has committed; the beat safety net catches up.
-The task is sent by its name: the Celery tasks (projections.tasks) sit above everything here.
+Tasks are hints, never carriers of events. An append adds its bucket to the set of buckets
+waiting for a catch-up, and sends a task (`projections.catch_up_pending`) unless one is on its
+way already (the wake-up flag, projections.flags): that task takes every waiting bucket (up to
+catchup.MAX_BUCKETS per task) and catches them up together. A burst of appends, to any buckets,
+sends one task; when commands come faster than one catch-up, each catch-up takes the buckets of
+many. A broker that is down is logged, never turned into an error for a command that has
+committed; the beat safety net catches up. Tasks are sent by name: the Celery tasks
+(projections.tasks) sit above everything here.
 """
 
 from __future__ import annotations
@@ -21,12 +25,18 @@ from eventstore.records import BUCKETS, AppendResult, bucket_of
 from projections import flags
 
 log = logging.getLogger(__name__)
-CATCH_UP_TASK = "projections.catch_up_bucket"
+CATCH_UP_TASK = "projections.catch_up_bucket"  # one bucket, when a catch-up has more to do
+PENDING_TASK = "projections.catch_up_pending"  # every waiting bucket
 
 
 def send_catch_up(bucket: int, countdown: float | None = None) -> None:
-    """Queue a catch-up of the bucket, whatever its wake-up flag says (CELERY_TASK_ROUTES routes it)."""
+    """Queue a catch-up of the bucket, whatever the wake-up flag says (CELERY_TASK_ROUTES routes it)."""
     current_app.send_task(CATCH_UP_TASK, args=(bucket,), countdown=countdown)
+
+
+def send_pending() -> None:
+    """Queue a catch-up of the waiting buckets, whatever the wake-up flag says."""
+    current_app.send_task(PENDING_TASK)
 
 
 # -- a wake-up in one Redis round trip -----------------------------------------------------------
@@ -34,20 +44,21 @@ def send_catch_up(bucket: int, countdown: float | None = None) -> None:
 # per message) was a tenth of an API command's time in the web process, and the flag and the
 # message were two round trips (docs/benchmarks.md, P2). When the broker is the flags' own Redis
 # and the process does not trace (a traced process sends through Celery, whose instrumentation
-# puts the trace context in the message), the catch-up's message for each bucket is made once by
-# Celery and kombu themselves, with placeholder ids caught where kombu would push it, and each
-# wake-up then sets the flag and pushes a copy with fresh ids in one script
+# puts the trace context in the message), the task's message is made once by Celery and kombu
+# themselves, with placeholder ids caught where kombu would push it, and each wake-up then adds
+# its bucket, sets the flag and pushes a copy with fresh ids in one script
 # (flags.claim_wake_and_push). Anything unexpected in the making sends through Celery instead.
 _TASK_ID = "eventfold-wake-task-id"
-_fast: dict[int, tuple[str, str, str] | None] = {}  # bucket -> (queue key, message, its delivery tag)
+_UNMADE: Any = object()
+_fast: Any = _UNMADE  # (queue key, message, its delivery tag), or None: this process sends through Celery
 REMAKE_AFTER_S = 30.0  # a message that could not be made (the broker away) is tried again after this
-_unmade_until: dict[int, float] = {}
+_unmade_until = 0.0
 
 
-def _made(bucket: int) -> tuple[str, str, str] | None:
-    """The bucket's catch-up message as Celery and kombu make it, caught instead of pushed:
-    (the Redis key of its queue, the message as JSON, the delivery tag in it); None when the
-    broker is not this Redis or the queue is not a plain list."""
+def _made() -> tuple[str, str, str] | None:
+    """The pending task's message as Celery and kombu make it, caught instead of pushed: (the
+    Redis key of its queue, the message as JSON, the delivery tag in it); None when the broker is
+    not this Redis or the queue is not a plain list."""
     from kombu import Producer
     from kombu.utils.json import dumps
 
@@ -60,7 +71,7 @@ def _made(bucket: int) -> tuple[str, str, str] | None:
         if _where(flags.client()) != _where(channel.client):
             return None  # another Redis: the flag and the message cannot go in one script
         channel._put = lambda queue, message, **_: caught.update(queue=queue, message=message)
-        app.send_task(CATCH_UP_TASK, args=(bucket,), task_id=_TASK_ID, producer=Producer(channel))
+        app.send_task(PENDING_TASK, task_id=_TASK_ID, producer=Producer(channel))
         message = caught["message"]
         key = channel._q_for_pri(caught["queue"], channel._get_message_priority(message, reverse=False))
         prefix = getattr(channel, "global_keyprefix", "") or ""
@@ -74,23 +85,23 @@ def _where(client: Any) -> tuple[Any, ...]:
 
 
 def _fast_wake(bucket: int) -> bool | None:
-    """Claim the bucket's wake-up and push its message in one round trip: whether it was claimed,
-    or None when this process sends through Celery."""
+    """Mark the bucket waiting, claim the wake-up and push the task's message in one round trip:
+    whether it was claimed, or None when this process sends through Celery."""
+    global _fast, _unmade_until
     if tracing.active():
         return None
-    if bucket not in _fast:
-        if time.monotonic() < _unmade_until.get(bucket, 0.0):
+    if _fast is _UNMADE:
+        if time.monotonic() < _unmade_until:
             return None
         try:
-            _fast[bucket] = _made(bucket)
+            _fast = _made()
         except Exception:  # the broker away, say: through Celery, and try making it again later
-            log.warning("could not make bucket %s's catch-up message: sending through Celery", bucket, exc_info=True)
-            _unmade_until[bucket] = time.monotonic() + REMAKE_AFTER_S
+            log.warning("could not make the catch-up message: sending through Celery", exc_info=True)
+            _unmade_until = time.monotonic() + REMAKE_AFTER_S
             return None
-    made = _fast[bucket]
-    if made is None:
+    if _fast is None:
         return None
-    key, message, tag = made
+    key, message, tag = _fast
     fresh = message.replace(_TASK_ID, str(uuid4())).replace(tag, str(uuid4()))
     return flags.claim_wake_and_push(bucket, key, fresh)
 
@@ -106,7 +117,7 @@ _last_warning = 0.0
 def _send(bucket: int) -> None:
     try:
         if _fast_wake(bucket) is None and flags.claim_wake(bucket):  # else one is already on its way
-            send_catch_up(bucket)
+            send_pending()
     except Exception as exc:
         raise Unsent(bucket) from exc
 

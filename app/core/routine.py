@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-EVENT_DRIVEN = ("projections.catch_up_bucket",)  # routine too: one per append, or more
+EVENT_DRIVEN = ("projections.catch_up_bucket", "projections.catch_up_pending")  # routine too: one per append, or more
 # Celery's loggers of task traffic: a worker's "received", its "succeeded", beat's "Sending due task".
 TRAFFIC_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "celery.beat")
 

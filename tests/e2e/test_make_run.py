@@ -24,6 +24,7 @@ ROUTINE = (
     "core.sweep_idempotency",
     "integration.sweep_inbox",
     "projections.catch_up_bucket",
+    "projections.catch_up_pending",
 )
 CALM_S = 15  # beat sends the tick every 3 s and the expiry sweep every 5 s
 # The test run's own services and settings: the supervisor must start its own.

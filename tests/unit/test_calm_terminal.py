@@ -33,6 +33,7 @@ def test_the_routine_tasks_are_the_beat_schedule_and_the_catch_up():
         "integration.sweep_inbox",
         "ledger.expire_transfers",
         "projections.catch_up_bucket",
+        "projections.catch_up_pending",
         "projections.tick",
     ]
 

@@ -52,12 +52,19 @@ def test_wake_all_stops_at_the_first_failure(redis_down, warnings):
 
 
 def test_wake_all_wakes_every_bucket_when_it_can(monkeypatch):
-    sent: list[int] = []
+    marked: list[int] = []
+    sent: list[str] = []
     monkeypatch.setattr(wakeups, "_fast_wake", lambda bucket: None)  # the path through Celery
-    monkeypatch.setattr(flags, "claim_wake", lambda bucket: True)
-    monkeypatch.setattr(wakeups, "send_catch_up", lambda bucket, countdown=None: sent.append(bucket))
+
+    def claim(bucket: int) -> bool:
+        marked.append(bucket)
+        return not sent  # the flag stands once the first task is on its way
+
+    monkeypatch.setattr(flags, "claim_wake", claim)
+    monkeypatch.setattr(wakeups, "send_pending", lambda: sent.append("pending"))
     wakeups.wake_all()
-    assert sent == list(range(64))
+    assert marked == list(range(64))
+    assert sent == ["pending"]  # one task takes them all
 
 
 # -- the wake-up in one round trip ---------------------------------------------------------------
@@ -73,11 +80,13 @@ def queue(monkeypatch):
     app.conf.update(broker_transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS)
     app.conf.task_routes = {"projections.*": {"queue": key}}
     monkeypatch.setattr(wakeups, "current_app", app)
-    monkeypatch.setattr(wakeups, "_fast", {})
+    monkeypatch.setattr(wakeups, "_fast", wakeups._UNMADE)
     redis_client = flags.client()
-    redis_client.delete(key, flags.wake_key(BUCKET))
+    redis_client.delete(key, flags.wake_key())
+    redis_client.srem(flags.pending_key(), BUCKET)
     yield redis_client, key
-    redis_client.delete(key, flags.wake_key(BUCKET))
+    redis_client.delete(key, flags.wake_key())
+    redis_client.srem(flags.pending_key(), BUCKET)
 
 
 def _normalised(raw: bytes) -> dict:
@@ -94,18 +103,22 @@ def test_a_wake_up_sets_the_flag_and_pushes_celerys_own_message_once(queue):
     redis_client, key = queue
     assert wakeups._fast_wake(BUCKET) is True
     assert wakeups._fast_wake(BUCKET) is False  # the flag stands: one message for a burst
-    assert redis_client.pttl(flags.wake_key(BUCKET)) > 0
+    assert wakeups._fast_wake(BUCKET - 1) is False  # for any bucket: the task takes every waiting one
+    assert redis_client.pttl(flags.wake_key()) > 0
+    assert {BUCKET - 1, BUCKET} <= {int(b) for b in redis_client.smembers(flags.pending_key())}
+    redis_client.srem(flags.pending_key(), BUCKET - 1)
     [fast] = redis_client.lrange(key, 0, -1)
     redis_client.delete(key)
-    wakeups.send_catch_up(BUCKET)  # Celery's own send_task, as before
+    wakeups.send_pending()  # Celery's own send_task
     [celerys] = redis_client.lrange(key, 0, -1)
     assert _normalised(fast) == _normalised(celerys)
+    assert json.loads(fast)["headers"]["task"] == wakeups.PENDING_TASK
 
 
 def test_each_wake_up_gets_ids_of_its_own(queue):
     redis_client, key = queue
     wakeups._fast_wake(BUCKET)
-    redis_client.delete(flags.wake_key(BUCKET))
+    redis_client.delete(flags.wake_key())
     wakeups._fast_wake(BUCKET)
     first, second = (json.loads(raw) for raw in redis_client.lrange(key, 0, -1))
     assert first["headers"]["id"] != second["headers"]["id"]
@@ -128,12 +141,29 @@ def test_a_broker_in_another_redis_is_sent_to_through_celery(queue, monkeypatch)
 def test_a_message_that_could_not_be_made_is_made_again_later(queue, monkeypatch):
     """The broker away when a bucket's first wake-up comes: through Celery for a while, then the
     message is made again, not given up for the life of the process."""
-    monkeypatch.setattr(wakeups, "_unmade_until", {})
+    monkeypatch.setattr(wakeups, "_unmade_until", 0.0)
     made = wakeups._made
-    monkeypatch.setattr(wakeups, "_made", lambda bucket: (_ for _ in ()).throw(ConnectionError("away")))
+    monkeypatch.setattr(wakeups, "_made", lambda: (_ for _ in ()).throw(ConnectionError("away")))
     assert wakeups._fast_wake(BUCKET) is None
     monkeypatch.setattr(wakeups, "_made", made)
     assert wakeups._fast_wake(BUCKET) is None  # not yet
     now = wakeups.time.monotonic()
     monkeypatch.setattr(wakeups.time, "monotonic", lambda: now + wakeups.REMAKE_AFTER_S + 1)
     assert wakeups._fast_wake(BUCKET) is True
+
+
+def test_the_task_clears_the_flag_and_takes_the_waiting_buckets(queue, monkeypatch):
+    """Taking is atomic with clearing the flag: a bucket marked afterwards sends a task of its own."""
+    redis_client, key = queue
+    monkeypatch.setattr(flags, "pending_key", lambda: f"{key}.pending")  # none of the session's buckets
+    for bucket in (BUCKET, 7, 3):
+        wakeups._fast_wake(bucket)
+    assert redis_client.llen(key) == 1
+    taken, left = flags.take_pending(2)
+    assert len(taken) == 2 and set(taken) < {3, 7, BUCKET} and left == 1
+    assert redis_client.exists(flags.wake_key()) == 0
+    assert wakeups._fast_wake(5) is True  # a task of its own
+    taken, left = flags.take_pending(16)
+    assert left == 0 and 5 in taken and len(taken) == 2  # the one left before, and the new one
+    assert flags.take_pending(16) == ([], 0)
+    redis_client.delete(f"{key}.pending")

@@ -157,10 +157,10 @@ def test_a_folded_batch_that_dies_halfway_leaves_nothing_and_the_retry_applies_i
     # before the checkpoints move (as a lost connection or a killed worker would end it).
     move, before = runner._send_move, _folded()
 
-    def dying_move(cur, bucket, moves):
+    def dying_move(cur, moves):
         if _folded() > before:
             raise ConnectionError("the worker died mid-batch")
-        move(cur, bucket, moves)
+        move(cur, moves)
 
     monkeypatch.setattr(runner, "_send_move", dying_move)
     buckets = ALL_BUCKETS

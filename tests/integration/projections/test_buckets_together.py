@@ -1,0 +1,151 @@
+"""The buckets whose wake-ups waited are caught up together (projections/catchup.py
+catch_up_buckets, runner.apply_batches): their first batches share one transaction, one
+lock-and-read, one write and one checkpoint move. A bucket that batch does not settle goes on alone,
+and what fails in one bucket stays in that bucket."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from uuid import UUID, uuid4
+
+import psycopg
+import pytest
+from django.db import connection
+
+from app.integration import publisher
+from app.ledger import handlers
+from app.ledger.commands import CommandContext
+from app.ledger.domain.events import TransferRequested
+from eventstore.records import bucket_of
+from eventstore.store import EventStore
+from projections import catchup, flags, processes, runner, status, tasks, wakeups
+from projections.models import BucketCheckpoint
+from tests.conftest import worker_database_url
+
+LOCKS = "pg_try_advisory_xact_lock"
+MOVE = "UPDATE projections_checkpoint c"
+POISON = "ALTER TABLE ledger_transfer ADD CONSTRAINT test_together_poison CHECK (amount <> 13)"
+CURE = "ALTER TABLE ledger_transfer DROP CONSTRAINT IF EXISTS test_together_poison"
+
+
+def _ctx() -> CommandContext:
+    return CommandContext(actor="t")
+
+
+@contextmanager
+def _statements() -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def spy(execute, sql, params, many, context):
+        seen.append(str(sql))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        yield seen
+
+
+@pytest.fixture(autouse=True)
+def _published(monkeypatch) -> list[list[str]]:
+    """The integration events each publish sends (a publish per list), and no deferral left over."""
+    monkeypatch.setattr(processes, "_away", set())
+    sent: list[list[str]] = []
+    monkeypatch.setattr(publisher, "publish_all", lambda messages: sent.append([m.event.name for m in messages]))
+    return sent
+
+
+def _deposits(n: int) -> dict[int, UUID]:
+    """Accounts with a deposit each, in `n` different buckets, every checkpoint at the head before them."""
+    status.start_at_head()
+    accounts: dict[int, UUID] = {}
+    while len(accounts) < n:
+        account = uuid4()
+        if bucket_of(account) not in accounts:
+            handlers.account_open(account_id=account, owner="Tia Together", currency="EUR", ctx=_ctx())
+            handlers.account_deposit(account_id=account, amount=5, ctx=_ctx())
+            accounts[bucket_of(account)] = account
+    return accounts
+
+
+def _balance(account: UUID) -> int | None:
+    with connection.cursor() as cur:
+        cur.execute("SELECT balance FROM ledger_account WHERE account_id = %s", [account])
+        row = cur.fetchone()
+    return row and row[0]
+
+
+def _position(name: str, bucket: int) -> int:
+    return BucketCheckpoint.objects.get(projection=name, bucket=bucket).position
+
+
+def test_waiting_buckets_share_one_transaction(quiet_worker, _published, monkeypatch):
+    accounts = _deposits(4)
+    ran: list[str] = []
+    monkeypatch.setattr(processes, "run", lambda name, bucket, **kw: ran.append(name) or "drained")
+    with _statements() as seen:
+        results = catchup.catch_up_buckets(sorted(accounts))
+    assert set(results) == set(accounts)
+    for bucket, outcomes in results.items():
+        assert set(outcomes.values()) == {"drained"}, outcomes
+        head = EventStore().read_stream(accounts[bucket])[-1].position
+        for name in ("account_summary", "account_entries", "transfer_process", "integration_publisher"):
+            assert _position(name, bucket) == head
+    assert all(_balance(account) == 5 for account in accounts.values())
+    assert sum(LOCKS in sql for sql in seen) == 1, "a lock-and-read per bucket"
+    assert sum(sql.startswith(MOVE) for sql in seen) == 1, "a checkpoint move per bucket"
+    assert ran == []  # no process manager ran on its own
+    assert len(_published) == 1 and len(_published[0]) == 8  # every bucket's events in one publish
+
+
+def test_a_failing_event_parks_its_projection_in_its_bucket_only(quiet_worker):
+    accounts = _deposits(3)
+    transfer_id = uuid4()
+    while bucket_of(transfer_id) in accounts:
+        transfer_id = uuid4()
+    with connection.cursor() as cur:
+        cur.execute(POISON)
+    try:
+        EventStore().append(
+            transfer_id,
+            "transfer",
+            [TransferRequested(from_account=uuid4(), to_account=uuid4(), amount=13, currency="EUR")],
+        )
+        poisoned = bucket_of(transfer_id)
+        results = catchup.catch_up_buckets(sorted([*accounts, poisoned]))
+    finally:
+        with connection.cursor() as cur:
+            cur.execute(CURE)
+    assert results[poisoned]["transfers"] == "failed"
+    parked = BucketCheckpoint.objects.get(projection="transfers", bucket=poisoned)
+    assert parked.failed and "test_together_poison" in parked.error
+    for bucket, account in accounts.items():  # the other buckets, whole
+        assert not BucketCheckpoint.objects.get(projection="transfers", bucket=bucket).failed
+        assert _balance(account) == 5
+        assert _position("account_summary", bucket) == EventStore().read_stream(account)[-1].position
+    assert _position("account_summary", poisoned) == EventStore().read_stream(transfer_id)[-1].position
+
+
+def test_a_bucket_held_elsewhere_goes_on_alone_and_is_marked_for_its_holder(quiet_worker):
+    accounts = _deposits(3)
+    held = sorted(accounts)[1]
+    flags.take_dirty(held)
+    with psycopg.connect(worker_database_url()) as elsewhere:  # a transaction of another worker's batch
+        elsewhere.execute("SELECT pg_advisory_xact_lock(%s, %s)", [runner.lock_key("account_summary"), held])
+        results = catchup.catch_up_buckets(sorted(accounts))
+        assert results[held]["account_summary"] == "busy"
+        assert flags.take_dirty(held), "the holder was not asked to look again"
+        assert _balance(accounts[held]) is None
+    for bucket, account in accounts.items():
+        if bucket != held:
+            assert set(results[bucket].values()) == {"drained"} and _balance(account) == 5
+
+
+def test_the_pending_task_takes_every_waiting_bucket(quiet_worker, monkeypatch):
+    monkeypatch.setattr(wakeups, "_fast_wake", lambda bucket: None)  # the flags only, through Celery
+    monkeypatch.setattr(wakeups, "send_pending", lambda: None)  # the worker takes no task here
+    flags.take_pending(64)
+    accounts = _deposits(3)  # each deposit's commit marks its bucket waiting
+    results = tasks.catch_up_pending()  # the task's body, in this process
+    assert set(accounts) <= set(results)
+    assert all(_balance(account) == 5 for account in accounts.values())
+    assert flags.take_pending(64) == ([], 0)
