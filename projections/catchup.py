@@ -62,6 +62,7 @@ def catch_up_bucket(bucket: int) -> dict[str, processes.Outcome]:
     there is more. Returns the outcome by projection and process manager."""
     passers = processes.passers()
     carried = {p.name for p in passers}
+    marked = False
     while True:
         touched: set = set()
         outcomes: dict[str, processes.Outcome] = dict(runner.catch_up(bucket, touched=touched, passing=passers))
@@ -69,8 +70,13 @@ def catch_up_bucket(bucket: int) -> dict[str, processes.Outcome]:
         drained = {name for name in carried if outcomes.get(name) == "drained"}
         outcomes.update(processes.run_all(bucket, done=drained))
         if "busy" in outcomes.values():
-            flags.mark_dirty(bucket)  # the holder looks again before it leaves
-        if "busy" in outcomes.values() or not flags.take_dirty(bucket):
+            if marked:
+                break  # the mark was there before this look: whoever holds the bucket now sees it
+            # Ask the holder to look again before it leaves; and look once more, since it may
+            # have looked for a mark (after its commit) before this one was made.
+            flags.mark_dirty(bucket)
+            marked = True
+        elif not flags.take_dirty(bucket):
             break
     if "more" in outcomes.values() or runner.behind_horizon(bucket):
         wakeups.send_catch_up(bucket, countdown=REQUEUE_COUNTDOWN_S)

@@ -149,3 +149,22 @@ def test_the_pending_task_takes_every_waiting_bucket(quiet_worker, monkeypatch):
     assert set(accounts) <= set(results)
     assert all(_balance(account) == 5 for account in accounts.values())
     assert flags.take_pending(64) == ([], 0)
+
+
+def test_a_holder_that_left_before_the_mark_was_made_is_not_waited_for(quiet_worker, monkeypatch):
+    """The holder looks for a mark after its commit: one made later would wait for beat's tick.
+    So a catch-up that found the bucket busy marks it, then looks once more."""
+    [(bucket, account)] = _deposits(1).items()
+    flags.take_dirty(bucket)
+    catch_up, looks = runner.catch_up, []
+
+    def busy_at_first(bucket: int, **kwargs):
+        looks.append(bucket)
+        if len(looks) == 1:  # a holder had it, and left before the mark below
+            return {"account_summary": "busy"}
+        return catch_up(bucket, **kwargs)
+
+    monkeypatch.setattr(runner, "catch_up", busy_at_first)
+    catchup.catch_up_bucket(bucket)
+    assert _balance(account) == 5
+    assert not flags.take_dirty(bucket)
