@@ -31,29 +31,46 @@ after_catch_up: list[Callable[[int, Mapping[str, str], set], None]] = []
 
 
 def catch_up_buckets(buckets: Sequence[int]) -> dict[int, dict[str, processes.Outcome]]:
-    """Bring the buckets up to date: their first batches together, then each bucket that this did
-    not settle on its own (`catch_up_bucket`). The outcomes by bucket."""
-    if len(buckets) < 2:
-        return {bucket: catch_up_bucket(bucket) for bucket in buckets}
+    """Bring the buckets up to date: their batches together while each one settles in a batch (drained
+    for every projection and process manager); a bucket that does not settle goes on alone
+    (`catch_up_bucket`). A bucket that another catch-up holds (every projection busy) is marked
+    dirty for its holder and looked at once more, as `catch_up_bucket` does; one marked dirty
+    meanwhile is looked at again. The outcomes by bucket."""
     passers = processes.passers()
-    carried = {p.name for p in passers}
+    carried = [p.name for p in passers]
     group = runner.group()
-    touched: dict[int, set] = {bucket: set() for bucket in buckets}
-    with metrics.BATCH_SECONDS.labels("projection").time():
-        first = runner.apply_batches(group, buckets, runner.BATCH_SIZE, touched, passers)
+    names = [p.name for p in group]
     results: dict[int, dict[str, processes.Outcome]] = {}
-    settled = []
-    for bucket, outcomes in first.items():
-        _announce(bucket, {name: o for name, o in outcomes.items() if name not in carried}, touched[bucket])
-        if all(outcomes.get(name) == "drained" for name in [*(p.name for p in group), *carried]):
-            settled.append(bucket)
+    alone: list[int] = []
+    marked: set[int] = set()
+    todo = list(buckets)
+    for _ in range(runner.BATCHES_PER_RUN):
+        if not todo:
+            break
+        touched: dict[int, set] = {bucket: set() for bucket in todo}
+        with metrics.BATCH_SECONDS.labels("projection").time():
+            batch = runner.apply_batches(group, todo, runner.BATCH_SIZE, touched, passers)
+        settled, held = [], []
+        for bucket, outcomes in batch.items():
+            _announce(bucket, {name: o for name, o in outcomes.items() if name not in carried}, touched[bucket])
             results[bucket] = dict(outcomes)
-    dirty = flags.take_dirty_of(settled)
-    for bucket in buckets:
-        if bucket not in results or bucket in dirty:
-            results[bucket] = catch_up_bucket(bucket)
-    for bucket in runner.behind_horizon_of([b for b in settled if b not in dirty]):
-        wakeups.send_catch_up(bucket, countdown=REQUEUE_COUNTDOWN_S)
+            if all(outcomes.get(name) == "drained" for name in [*names, *carried]):
+                settled.append(bucket)
+            elif all(outcomes.get(name) == "busy" for name in names):
+                held.append(bucket)
+            else:
+                alone.append(bucket)
+        dirty = flags.take_dirty_of(settled)
+        for bucket in runner.behind_horizon_of([b for b in settled if b not in dirty]):
+            wakeups.send_catch_up(bucket, countdown=REQUEUE_COUNTDOWN_S)
+        # the holder may have looked for marks (after its commit) before these: look once more
+        flags.mark_dirty_of([b for b in held if b not in marked])
+        todo = sorted(dirty | {b for b in held if b not in marked})
+        marked.update(held)
+    for bucket in todo:  # still marked dirty after so many batches: a task of its own
+        wakeups.send_catch_up(bucket)
+    for bucket in alone:
+        results[bucket] = catch_up_bucket(bucket)
     return results
 
 

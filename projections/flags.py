@@ -94,10 +94,20 @@ def take_pending(limit: int) -> tuple[list[int], int]:
 
 def mark_dirty(bucket: int) -> None:
     """The bucket was busy: ask whoever holds it to look again before leaving."""
+    mark_dirty_of([bucket])
+
+
+def mark_dirty_of(buckets: Sequence[int]) -> None:
+    """`mark_dirty` for each of the buckets, in one round trip."""
+    if not buckets:
+        return
     try:
-        client().set(dirty_key(bucket), 1, px=DIRTY_MS)
+        with client().pipeline(transaction=False) as pipe:
+            for bucket in buckets:
+                pipe.set(dirty_key(bucket), 1, px=DIRTY_MS)
+            pipe.execute()
     except Exception:
-        log.warning("could not mark bucket %s dirty", bucket, exc_info=True)
+        log.warning("could not mark buckets %s dirty", list(buckets), exc_info=True)
 
 
 def take_dirty(bucket: int) -> bool:

@@ -168,3 +168,23 @@ def test_a_holder_that_left_before_the_mark_was_made_is_not_waited_for(quiet_wor
     catchup.catch_up_bucket(bucket)
     assert _balance(account) == 5
     assert not flags.take_dirty(bucket)
+
+
+def test_a_bucket_another_catch_up_holds_is_left_to_it_marked(quiet_worker, monkeypatch):
+    """Every projection of the bucket busy: another catch-up has it. It is marked for its holder and
+    looked at once more, never sent down the one-bucket path (whose process managers would run)."""
+    accounts = _deposits(3)
+    held = sorted(accounts)[0]
+    flags.take_dirty(held)
+    ran: list[str] = []
+    monkeypatch.setattr(processes, "run", lambda name, bucket, **kw: ran.append(name) or "busy")
+    with psycopg.connect(worker_database_url()) as elsewhere, _statements() as seen:
+        for projection in ("account_summary", "account_entries", "daily_totals", "transfers"):
+            elsewhere.execute("SELECT pg_advisory_xact_lock(%s, %s)", [runner.lock_key(projection), held])
+        results = catchup.catch_up_buckets(sorted(accounts))
+        assert set(results[held].values()) == {"busy"} and ran == []
+        assert flags.take_dirty(held), "the holder was not asked to look again"
+    assert sum(LOCKS in sql for sql in seen) == 2  # the batch, and one more look at the held bucket
+    for bucket, account in accounts.items():
+        if bucket != held:
+            assert set(results[bucket].values()) == {"drained"} and _balance(account) == 5
