@@ -7,11 +7,12 @@ dirty meanwhile; then, while there is more (or events wait behind the read horiz
 is queued again. The projections' batches carry each process manager past the events it does not
 handle (a deposit, for the transfer process): one left with nothing to do does not run on its own.
 
-The waiting buckets (wakeups.py) are taken together: their first batches share one transaction
+The waiting buckets (wakeups.py) are taken together: their batches share one transaction
 (runner.apply_batches: one lock-and-read, one read, one write and move for all of them). A bucket
-that this batch does not settle (more to read, a process manager with events of its own to
-handle, a lock held elsewhere, an event that failed, a mark that it is dirty) then goes on alone,
-as above. When commands come faster than a catch-up, a catch-up takes the events of many of them.
+that such a batch does not settle (more to read, a process manager with events of its own to
+handle, some of its locks held elsewhere, an event that failed) then goes on alone, as above; one
+that another catch-up holds whole is marked dirty for its holder. When commands come faster than
+a catch-up, a catch-up takes the events of many of them.
 """
 
 from __future__ import annotations

@@ -5,13 +5,17 @@ connect (anonymous sockets are closed); routing.py checks the Origin."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from app.console.push import group_name
+from app.console.push import group_name, watch
+
+log = logging.getLogger(__name__)
 
 PLAIN_TOPICS = frozenset({"events", "projections", "accounts", "transfers"})
 STREAM_TOPIC = re.compile(r"^stream:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -32,22 +36,34 @@ def topics_from(query_string: bytes) -> list[str]:
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     groups_joined: list[str]
+    watching: list[str]
 
     async def connect(self) -> None:
-        self.groups_joined = []
+        self.groups_joined, self.watching = [], []
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=UNAUTHORIZED)
             return
-        for topic in topics_from(self.scope.get("query_string", b"")):
+        topics = topics_from(self.scope.get("query_string", b""))
+        for topic in topics:
             group = group_name(topic)
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
+        try:  # before accepting: the page fetches once it is connected, and hears of what follows
+            await asyncio.to_thread(watch, topics)
+            self.watching = topics
+        except Exception:  # Redis away: the channel layer is too, and the page shows "reconnecting"
+            log.warning("could not count the live socket's stream topics", exc_info=True)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
+        if getattr(self, "watching", None):
+            try:
+                await asyncio.to_thread(watch, self.watching, -1)
+            except Exception:
+                log.warning("could not uncount the live socket's stream topics", exc_info=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         """The page has nothing to say: whatever it sends is ignored (not even parsed)."""

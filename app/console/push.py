@@ -12,6 +12,13 @@ forked child (Celery's prefork pool), and fed through the loop's thread-safe cal
 (`call_soon_threadsafe`). Per topic it sends at most one hint every `MIN_INTERVAL_S`: a hint
 arriving sooner is folded into one trailing send, so the last change is never lost and a burst
 of thousands of events costs a page a few requests, not thousands.
+
+A stream topic is sent only while some page watches that stream: every command and every
+catch-up hints the streams it touched, and nearly all of them are watched by nobody. The live
+sockets count their stream topics in a Redis hash (`watch`, `unwatch`); the sender looks the
+stream topics it is about to send up in it, those that came together in one round trip, and
+sends to the watched ones only (or to all, when it cannot tell). A socket that died without
+saying so leaves its count behind: its streams' hints are sent for nothing, as they all were.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ class _Sender:
         self.last_sent: dict[str, float] = {}
         self.pending: set[str] = set()  # topics with a trailing send scheduled (read by callers too)
         self.in_flight = 0
+        self.unchecked: list[str] = []  # stream topics to look up among the watched ones, then send
         self.last_error_log = 0.0
         self.layer: Any = None
         self.thread = threading.Thread(target=self._run, name="console-live-hints", daemon=True)
@@ -88,7 +96,22 @@ class _Sender:
             self._log_error("live hints are backing up (channel layer slow?): dropping %s", topic)
             return
         self.in_flight += 1
+        if topic.startswith("stream:"):
+            self.unchecked.append(topic)
+            if len(self.unchecked) == 1:  # those submitted meanwhile join it
+                self.loop.call_soon(self._send_watched)
+            return
         self.loop.create_task(self._group_send(topic))
+
+    def _send_watched(self) -> None:
+        topics, self.unchecked = self.unchecked, []
+        try:
+            sent = watched(topics)
+        except Exception:  # cannot tell: send them all (and if Redis is away, those fail and are logged)
+            sent = topics
+        self.in_flight -= len(topics) - len(sent)
+        for topic in sent:
+            self.loop.create_task(self._group_send(topic))
 
     async def _group_send(self, topic: str) -> None:
         try:
@@ -137,6 +160,40 @@ def _start() -> _Sender:
         if _sender is None or _sender.pid != os.getpid():  # first use, or a forked child
             _sender = _Sender()
         return _sender
+
+
+def watched_key() -> str:
+    from django.conf import settings
+
+    return f"eventfold:{settings.QUEUE_PREFIX}live-watched"
+
+
+def _redis() -> Any:
+    from projections import flags
+
+    return flags.client()  # the flags' client: REDIS_URL, with its timeouts
+
+
+def watched(topics: list[str]) -> list[str]:
+    """Those of the stream topics that some live socket watches (one round trip). Redis errors
+    reach the caller."""
+    counts = _redis().hmget(watched_key(), topics)
+    return [topic for topic, count in zip(topics, counts, strict=True) if count and int(count) > 0]
+
+
+# Add ARGV[1] to the count of each topic in ARGV[2:]; a count down to nothing is removed.
+_COUNT = """
+for i = 2, #ARGV do
+  if redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[1]) <= 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+"""
+
+
+def watch(topics: list[str], by: int = 1) -> None:
+    """A live socket follows these topics (`by=-1`: no longer): its stream topics are counted."""
+    streams = [topic for topic in topics if topic.startswith("stream:")]
+    if streams:
+        _redis().eval(_COUNT, 1, watched_key(), by, *streams)
 
 
 def hint(topic: str) -> None:

@@ -7,10 +7,12 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from uuid import uuid4
 
 import pytest
 
 from app.console import push
+from projections import flags
 
 
 class Recorder:
@@ -43,14 +45,50 @@ def test_a_burst_is_coalesced_into_one_send_now_and_one_trailing_send(recorder):
     assert last - first >= push.MIN_INTERVAL_S * 0.9  # the trailing send waited its turn
 
 
-def test_topics_are_coalesced_separately_and_stream_topics_get_their_own_group(recorder):
-    stream = "stream:0b5c9a52-8f33-4f7e-a1b2-9d6c1e7f0a11"
+@pytest.fixture
+def watching() -> Iterator[str]:
+    """A stream topic one live socket watches."""
+    stream = f"stream:{uuid4()}"
+    push.watch([stream])
+    yield stream
+    push.watch([stream], -1)
+    assert not flags.client().hexists(push.watched_key(), stream)  # a count down to nothing is removed
+
+
+def test_topics_are_coalesced_separately_and_stream_topics_get_their_own_group(recorder, watching):
     push.hint("events")
-    push.hint(stream)
+    push.hint(watching)
     push.hint("projections")
     assert push.flush()
     groups = sorted(g for _, g, _ in recorder.sent)
-    assert groups == ["live.events", "live.projections", "live.stream.0b5c9a52-8f33-4f7e-a1b2-9d6c1e7f0a11"]
+    assert groups == ["live.events", "live.projections", push.group_name(watching)]
+
+
+def test_a_stream_nobody_watches_is_not_hinted(recorder, watching):
+    unwatched = [f"stream:{uuid4()}" for _ in range(5)]
+    for topic in [*unwatched, watching]:
+        push.hint(topic)
+    assert push.flush()
+    assert [g for _, g, _ in recorder.sent] == [push.group_name(watching)]
+    assert push._current().in_flight == 0
+
+
+def test_a_stream_watched_twice_is_hinted_until_both_leave(recorder, watching):
+    push.watch([watching])  # a second page on the same stream
+    push.watch([watching], -1)  # the first leaves
+    push.hint(watching)
+    assert push.flush()
+    assert [g for _, g, _ in recorder.sent] == [push.group_name(watching)]
+
+
+def test_when_the_watched_streams_cannot_be_read_every_stream_is_hinted(recorder, monkeypatch):
+    def away(topics):
+        raise ConnectionError("redis is gone")
+
+    monkeypatch.setattr(push, "watched", away)
+    push.hint(f"stream:{uuid4()}")
+    assert push.flush()
+    assert len(recorder.sent) == 1
 
 
 def test_at_most_a_few_sends_per_second_per_topic_under_steady_load(recorder):

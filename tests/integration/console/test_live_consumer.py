@@ -74,6 +74,22 @@ def test_a_logged_in_page_receives_a_hint_sent_through_the_channel_layer(session
     assert all(set(m) == {"topic"} for m in received)  # a hint, never data
 
 
+def test_a_socket_counts_its_streams_as_watched_while_it_is_open(session_cookie):
+    """Stream hints go only to streams some page watches (push.py): the socket says which."""
+    stream = f"stream:{uuid.uuid4()}"
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        ws = communicator(f"topics=events,{stream}", ORIGIN, (b"cookie", session_cookie))
+        connected, _ = await ws.connect()
+        assert connected
+        while_open = push.watched([stream, "events"])
+        await ws.disconnect()
+        return while_open, push.watched([stream])
+
+    while_open, after = run(scenario)
+    assert while_open == [stream] and after == []
+
+
 def test_unknown_topics_are_ignored_and_other_topics_are_not_heard(session_cookie):
     async def scenario() -> tuple[bool, list[dict]]:
         ws = communicator("topics=accounts,secrets,stream:not-a-uuid,../../x", ORIGIN, (b"cookie", session_cookie))
