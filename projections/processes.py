@@ -166,9 +166,13 @@ def run(name: str, bucket: int, *, max_batches: int = BATCHES_PER_RUN) -> Outcom
         raise RuntimeError("a process manager appends: run it outside any transaction")
     ensure(name)
     key = advisory_key(name)
-    with connection.cursor() as cur:  # one round trip: the lock, and the state for the first batch
-        cur.execute(LOCK_AND_STATE, [key, bucket, name, bucket])
-        locked, *state = cur.fetchone()
+    with connection.cursor() as cur:  # one round trip: the lock, then the state for the first batch
+        pg = connection.connection
+        with pg.pipeline(), pg.cursor() as locking:  # the state's snapshot is taken once the lock is held
+            locking.execute("SELECT pg_try_advisory_lock(%s, %s)", [key, bucket])
+            cur.execute(STATE_OR_NONE, [name, bucket])
+            [locked] = locking.fetchone()
+        state = cur.fetchone()
         if not locked:
             return "busy"
     first: tuple[Any, ...] | None = tuple(state) if state[0] is not None else None
@@ -194,8 +198,8 @@ STATE = (
     "JOIN projections_projectionstate s ON s.name = c.projection WHERE c.projection = %s AND c.bucket = %s"
 )
 # the state's columns are NULL when the checkpoint is gone (a test's flush)
-LOCK_AND_STATE = (
-    f"SELECT pg_try_advisory_lock(%s, %s), {_STATE_COLUMNS} FROM (SELECT 1) AS one "
+STATE_OR_NONE = (
+    f"SELECT {_STATE_COLUMNS} FROM (SELECT 1) AS one "
     "LEFT JOIN (projections_checkpoint c JOIN projections_projectionstate s ON s.name = c.projection) "
     "ON c.projection = %s AND c.bucket = %s"
 )

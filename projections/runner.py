@@ -64,14 +64,18 @@ class Passer(NamedTuple):
 # Whether an operator skipped events of the checkpoint `c`'s subscriber in its bucket (then, and only
 # then, a batch looks its events up among the skips).
 HAS_SKIPS = "EXISTS (SELECT 1 FROM projections_skip sk WHERE sk.projection = c.projection AND sk.bucket = c.bucket)"
-# Try each (subscriber, bucket)'s lock and read its checkpoint (never waits: no deadlock, whatever the order).
-LOCK_AND_READ = f"""
-SELECT c.projection, c.bucket, pg_try_advisory_xact_lock(k.key, k.bucket), c.tx_id, c.position, c.failed,
-       s.paused, {HAS_SKIPS}
-FROM unnest(%s::text[], %s::int[], %s::int[]) WITH ORDINALITY AS k(name, key, bucket, n)
+# Try each (subscriber, bucket)'s lock (never waits: no deadlock, whatever the order); then, in a
+# statement of its own, so that its snapshot is taken once the locks are held (a holder that
+# commits while the locks are being tried has moved its checkpoints), read the checkpoints.
+LOCKS = """
+SELECT pg_try_advisory_xact_lock(k.key, k.bucket)
+FROM unnest(%s::int[], %s::int[]) WITH ORDINALITY AS k(key, bucket, n) ORDER BY k.n
+"""
+CHECKPOINTS = f"""
+SELECT c.projection, c.bucket, c.tx_id, c.position, c.failed, s.paused, {HAS_SKIPS}
+FROM unnest(%s::text[], %s::int[]) AS k(name, bucket)
 JOIN projections_checkpoint c ON c.projection = k.name AND c.bucket = k.bucket
 JOIN projections_projectionstate s ON s.name = c.projection
-ORDER BY k.n
 """
 
 
@@ -164,12 +168,23 @@ def apply_batches(
         names = [p.name for p in group]
         every = names + [p.name for p in passers]
         keys = [lock_key(n) for n in names] + [p.key for p in passers]
-        # One round trip (BEGIN with it): try each projection's (and passer's) lock for each bucket
-        # and read its checkpoint.
-        with pg.pipeline():  # and the batch's savepoint, after the locks (a rollback to it keeps them)
-            cur.execute(LOCK_AND_READ, [every * len(buckets), keys * len(buckets), [b for b in buckets for _ in every]])
+        # One round trip (BEGIN with it): try each projection's (and passer's) lock for each bucket,
+        # then read the checkpoints.
+        pairs = [(name, key, bucket) for bucket in buckets for name, key in zip(every, keys, strict=True)]
+        with (
+            pg.pipeline(),
+            pg.cursor() as locking,
+        ):  # and the batch's savepoint, after the locks (a rollback to it keeps them)
+            locking.execute(LOCKS, [[key for _, key, _ in pairs], [bucket for _, _, bucket in pairs]])
+            cur.execute(CHECKPOINTS, [[name for name, _, _ in pairs], [bucket for _, _, bucket in pairs]])
             sid = transaction.savepoint()
-        found: Found = {(row[0], row[1]): row[2:] for row in cur.fetchall()}
+            locked = [row[0] for row in locking.fetchall()]
+        rows = {(row[0], row[1]): row[2:] for row in cur.fetchall()}
+        found: Found = {
+            (name, bucket): (held, *rows[name, bucket])
+            for (name, _, bucket), held in zip(pairs, locked, strict=True)
+            if (name, bucket) in rows
+        }
         active: dict[int, dict[str, Checkpoint]] = {}
         for bucket in buckets:
             mine = _classify(names, bucket, found, outcomes[bucket])
@@ -239,7 +254,7 @@ def apply_batches(
     return outcomes
 
 
-# (subscriber, bucket) -> its row of LOCK_AND_READ after the two: locked, tx_id, position, failed,
+# (subscriber, bucket) -> whether its lock is held, and its checkpoint's tx_id, position, failed,
 # paused, whether it has skips in this bucket
 Found = dict[tuple[str, int], tuple[Any, ...]]
 
