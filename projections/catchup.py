@@ -9,9 +9,10 @@ handle (a deposit, for the transfer process): one left with nothing to do does n
 
 The waiting buckets (wakeups.py) are taken together: their batches share one transaction
 (runner.apply_batches: one lock-and-read, one read, one write and move for all of them). A bucket
-that such a batch does not settle (more to read, a process manager with events of its own to
-handle, some of its locks held elsewhere, an event that failed) then goes on alone, as above; one
-that another catch-up holds whole is marked dirty for its holder. When commands come faster than
+that such a batch does not settle (a process manager with events of its own to handle, some of
+its locks held elsewhere, an event that failed) then goes on alone, as above; one far behind (a
+full batch) is queued as a task of its own, so that a backlog spreads over the worker's processes
+as before; one that another catch-up holds whole is marked dirty for its holder. When commands come faster than
 a catch-up, a catch-up takes the events of many of them.
 """
 
@@ -36,7 +37,8 @@ def catch_up_buckets(buckets: Sequence[int]) -> dict[int, dict[str, processes.Ou
     for every projection and process manager); a bucket that does not settle goes on alone
     (`catch_up_bucket`). A bucket that another catch-up holds (every projection busy) is marked
     dirty for its holder and looked at once more, as `catch_up_bucket` does; one marked dirty
-    meanwhile is looked at again. The outcomes by bucket."""
+    meanwhile is looked at again; one far behind (a full batch) is queued on its own. The outcomes
+    by bucket."""
     passers = processes.passers()
     carried = [p.name for p in passers]
     group = runner.group()
@@ -59,6 +61,8 @@ def catch_up_buckets(buckets: Sequence[int]) -> dict[int, dict[str, processes.Ou
                 settled.append(bucket)
             elif all(outcomes.get(name) == "busy" for name in names):
                 held.append(bucket)
+            elif "applied" in outcomes.values():  # a full batch, so far behind: a task of its own, so
+                wakeups.send_catch_up(bucket)  # that a backlog spreads over the worker's processes
             else:
                 alone.append(bucket)
         dirty = flags.take_dirty_of(settled)

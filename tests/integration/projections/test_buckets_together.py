@@ -188,3 +188,21 @@ def test_a_bucket_another_catch_up_holds_is_left_to_it_marked(quiet_worker, monk
     for bucket, account in accounts.items():
         if bucket != held:
             assert set(results[bucket].values()) == {"drained"} and _balance(account) == 5
+
+
+def test_a_bucket_far_behind_is_queued_on_its_own(quiet_worker, monkeypatch):
+    """A full batch: the bucket has a backlog, which a task of its own takes (so that a backlog
+    spreads over the worker's processes, as one task per bucket did)."""
+    accounts = _deposits(2)
+    behind, current = sorted(accounts)
+    for amount in (1, 2):
+        handlers.account_deposit(account_id=accounts[behind], amount=amount, ctx=_ctx())
+    monkeypatch.setattr(runner, "BATCH_SIZE", 3)  # `behind` holds 4 events, `current` 2
+    queued: list[int] = []
+    monkeypatch.setattr(wakeups, "send_catch_up", lambda bucket, countdown=None: queued.append(bucket))
+    results = catchup.catch_up_buckets([behind, current])
+    assert queued == [behind]
+    assert set(results[current].values()) == {"drained"} and _balance(accounts[current]) == 5
+    assert results[behind]["account_summary"] == "applied"
+    catchup.catch_up_bucket(behind)  # the task it was given
+    assert _balance(accounts[behind]) == 8
