@@ -4,10 +4,12 @@ Nothing in projections imports this module: the others send these tasks by name.
 from __future__ import annotations
 
 import logging
+import time
 
 import psycopg
 from celery import shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
 from projections import catchup, flags, metrics, processes, rebuild, runner, status, wakeups
@@ -33,9 +35,11 @@ def catch_up_bucket(bucket: int) -> dict[str, processes.Outcome]:
 
 @shared_task(name=wakeups.PENDING_TASK, acks_late=True, reject_on_worker_lost=True)
 def catch_up_pending() -> dict[int, dict[str, processes.Outcome]]:
-    """Bring the buckets that wait for a catch-up up to date, together (re-queued while one has more).
+    """Bring the buckets that wait for a catch-up up to date, together (re-queued while one has more),
+    after CATCH_UP_GATHER_S, so that the appends of that moment join them.
     A dropped database connection is met as `catch_up_bucket` meets it; the buckets taken are
     caught up on the new one."""
+    time.sleep(settings.CATCH_UP_GATHER_S)  # the appends of this moment join this task (the flag stands)
     buckets, left = flags.take_pending(catchup.MAX_BUCKETS)
     if left:
         wakeups.send_pending()  # for the rest: another worker process may take them meanwhile

@@ -5,7 +5,7 @@ and what fails in one bucket stays in that bucket."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from uuid import UUID, uuid4
 
@@ -54,13 +54,15 @@ def _published(monkeypatch) -> list[list[str]]:
     return sent
 
 
-def _deposits(n: int) -> dict[int, UUID]:
-    """Accounts with a deposit each, in `n` different buckets, every checkpoint at the head before them."""
-    status.start_at_head()
+def _deposits(n: int, *, besides: Collection[int] | None = None) -> dict[int, UUID]:
+    """Accounts with a deposit each, in `n` different buckets, every checkpoint at the head before
+    them (unless they come `besides` those of earlier buckets, whose buckets they avoid)."""
+    if besides is None:
+        status.start_at_head()
     accounts: dict[int, UUID] = {}
     while len(accounts) < n:
         account = uuid4()
-        if bucket_of(account) not in accounts:
+        if bucket_of(account) not in accounts and bucket_of(account) not in (besides or ()):
             handlers.account_open(account_id=account, owner="Tia Together", currency="EUR", ctx=_ctx())
             handlers.account_deposit(account_id=account, amount=5, ctx=_ctx())
             accounts[bucket_of(account)] = account
@@ -206,3 +208,25 @@ def test_a_bucket_far_behind_is_queued_on_its_own(quiet_worker, monkeypatch):
     assert results[behind]["account_summary"] == "applied"
     catchup.catch_up_bucket(behind)  # the task it was given
     assert _balance(accounts[behind]) == 8
+
+
+def test_the_appends_of_the_gathering_moment_join_the_task_without_a_task_of_their_own(
+    quiet_worker, monkeypatch, settings
+):
+    sent: list[str] = []
+    monkeypatch.setattr(wakeups, "_fast_wake", lambda bucket: None)  # the flags only, through Celery
+    monkeypatch.setattr(wakeups, "send_pending", lambda: sent.append("task"))
+    settings.CATCH_UP_GATHER_S = 0.01
+    flags.take_pending(64)
+    first = _deposits(1)  # its wake-up sends the task
+    later: dict[int, UUID] = {}
+
+    def gathering(seconds: float) -> None:
+        assert seconds == 0.01
+        later.update(_deposits(3, besides=first))  # while the task waits
+
+    monkeypatch.setattr(tasks.time, "sleep", gathering)
+    results = tasks.catch_up_pending()
+    assert sent == ["task"], "an append during the gathering sent a task of its own"
+    assert len(later) == 3 and set(first) | set(later) <= set(results)
+    assert all(_balance(account) == 5 for account in [*first.values(), *later.values()])
