@@ -169,12 +169,10 @@ def apply_batches(
         every = names + [p.name for p in passers]
         keys = [lock_key(n) for n in names] + [p.key for p in passers]
         # One round trip (BEGIN with it): try each projection's (and passer's) lock for each bucket,
-        # then read the checkpoints.
+        # then read the checkpoints, and the batch's savepoint (after the locks: a rollback to it
+        # keeps them).
         pairs = [(name, key, bucket) for bucket in buckets for name, key in zip(every, keys, strict=True)]
-        with (
-            pg.pipeline(),
-            pg.cursor() as locking,
-        ):  # and the batch's savepoint, after the locks (a rollback to it keeps them)
+        with pg.pipeline(), pg.cursor() as locking:
             locking.execute(LOCKS, [[key for _, key, _ in pairs], [bucket for _, _, bucket in pairs]])
             cur.execute(CHECKPOINTS, [[name for name, _, _ in pairs], [bucket for _, _, bucket in pairs]])
             sid = transaction.savepoint()
