@@ -339,8 +339,8 @@ BACKPRESSURE_RETRY_AFTER_S = 5
 BACKPRESSURE_READ_EVERY_S = number("BACKPRESSURE_READ_EVERY_S", 1, whole=False)
 # A catch-up task waits this long before it takes the buckets waiting for it, so that the appends
 # of that moment join it: a catch-up's cost is mostly per task, not per event (docs/design.md,
-# "Wake-ups"). Read models lag by up to this much more; 0 takes them at once.
-CATCH_UP_GATHER_S = number("CATCH_UP_GATHER_MS", 10, whole=False) / 1000
+# "Wake-ups"; docs/benchmarks.md, P2). Read models lag by up to this much more; 0 takes them at once.
+CATCH_UP_GATHER_S = number("CATCH_UP_GATHER_MS", 20, whole=False) / 1000
 # A transfer still pending this long after its request, its debit not confirmed, fails as expired.
 EVENTFOLD_TRANSFER_DEADLINE_S = number("EVENTFOLD_TRANSFER_DEADLINE_S", 60, whole=False)
 # Rebuilds (projections/rebuild.py): events per batch (each commits with the rebuild's checkpoint),
