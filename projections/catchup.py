@@ -43,6 +43,7 @@ def catch_up_buckets(buckets: Sequence[int]) -> dict[int, dict[str, processes.Ou
     carried = [p.name for p in passers]
     group = runner.group()
     names = [p.name for p in group]
+    everyone = [*names, *carried]
     results: dict[int, dict[str, processes.Outcome]] = {}
     alone: list[int] = []
     marked: set[int] = set()
@@ -57,7 +58,7 @@ def catch_up_buckets(buckets: Sequence[int]) -> dict[int, dict[str, processes.Ou
         for bucket, outcomes in batch.items():
             _announce(bucket, {name: o for name, o in outcomes.items() if name not in carried}, touched[bucket])
             results[bucket] = dict(outcomes)
-            if all(outcomes.get(name) == "drained" for name in [*names, *carried]):
+            if all(outcomes.get(name) == "drained" for name in everyone):
                 settled.append(bucket)
             elif all(outcomes.get(name) == "busy" for name in names):
                 held.append(bucket)

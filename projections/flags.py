@@ -30,20 +30,25 @@ def client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, **settings.REDIS_CLIENT_OPTIONS)
 
 
+def key(name: str) -> str:
+    """A key of this deployment's (the queue prefix keeps the tests' keys apart from `make run`'s)."""
+    return f"eventfold:{settings.QUEUE_PREFIX}{name}"
+
+
 def wake_key() -> str:
-    return f"eventfold:{settings.QUEUE_PREFIX}wake"
+    return key("wake")
 
 
 def pending_key() -> str:
-    return f"eventfold:{settings.QUEUE_PREFIX}pending"
+    return key("pending")
 
 
 def dirty_key(bucket: int) -> str:
-    return f"eventfold:{settings.QUEUE_PREFIX}dirty:{bucket}"
+    return key(f"dirty:{bucket}")
 
 
 def max_lag_key() -> str:
-    return f"eventfold:{settings.QUEUE_PREFIX}max-lag"
+    return key("max-lag")
 
 
 # Add the bucket to those waiting and set the wake-up flag: 1 when it was absent (the caller sends

@@ -49,9 +49,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             group = group_name(topic)
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
+        streams = [topic for topic in topics if topic.startswith("stream:")]
         try:  # before accepting: the page fetches once it is connected, and hears of what follows
-            await asyncio.to_thread(watch, topics)
-            self.watching = topics
+            if streams:
+                await asyncio.to_thread(watch, streams)
+            self.watching = streams
         except Exception:  # Redis away: the channel layer is too, and the page shows "reconnecting"
             log.warning("could not count the live socket's stream topics", exc_info=True)
         await self.accept()

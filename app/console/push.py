@@ -163,9 +163,9 @@ def _start() -> _Sender:
 
 
 def watched_key() -> str:
-    from django.conf import settings
+    from projections import flags
 
-    return f"eventfold:{settings.QUEUE_PREFIX}live-watched"
+    return flags.key("live-watched")
 
 
 def _redis() -> Any:
