@@ -75,12 +75,25 @@ OPENINGS_KEPT = 10_000
 NOT_PERSONAL = ("currency", "from_account", "to_account", "amount")
 
 
-def _opening(event: RecordedEvent, store: Store) -> dict[str, Any]:
+class NoOpening(LookupError):
+    """The event's stream does not start with what its integration event needs (a stream written
+    without its opening event, by hand or by an import): the publisher parks there, saying so."""
+
+
+def _opening(event: RecordedEvent, store: Store, *needed: str) -> dict[str, Any]:
     """The first event's data of the event's stream (an account's AccountOpened, a transfer's
-    request), but for personal data."""
+    request), but for personal data; NoOpening unless it holds every `needed` field."""
     found = _OPENINGS.get(event.stream_id)
     if found is None:
-        return _remember(store.read_stream(event.stream_id, limit=1)[0])
+        first = store.read_stream(event.stream_id, limit=1)
+        missing = [name for name in needed if not first or name not in first[0].data]
+        if missing:
+            opens = f"starts with {first[0].type} (version {first[0].version})" if first else "has no event to read"
+            raise NoOpening(
+                f"{event.type} at position {event.position}: its stream {event.stream_id} {opens}, "
+                f"which does not carry {', '.join(missing)}: no integration event can be made of it"
+            )
+        return _remember(first[0])
     _OPENINGS.move_to_end(event.stream_id)
     return found
 
@@ -107,7 +120,7 @@ def account_opened(event: RecordedEvent, store: Store) -> AccountOpenedV1:
 
 def _movement(event: RecordedEvent, store: Store) -> dict[str, object]:
     """A deposit's or a withdrawal's body: the currency is the account's, from its opening."""
-    currency = _opening(event, store)["currency"]
+    currency = _opening(event, store, "currency")["currency"]
     return {**_common(event), "account_id": event.stream_id, "amount": event.data["amount"], "currency": currency}
 
 
@@ -123,7 +136,7 @@ def funds_withdrawn(event: RecordedEvent, store: Store) -> FundsWithdrawnV1:
 
 def _outcome(event: RecordedEvent, store: Store) -> dict[str, object]:
     """A transfer outcome's body: the accounts, amount and currency are the request's."""
-    request = _opening(event, store)
+    request = _opening(event, store, "from_account", "to_account", "amount", "currency")
     return {
         **_common(event),
         "transfer_id": event.stream_id,

@@ -151,3 +151,16 @@ def test_a_missing_snapshot_warns_and_a_snapshot_of_an_event_no_longer_published
     assert _ids(contracts.check_contracts(_registry_with(ItemAddedV1), tmp_path)) == ["eventfold.W002"]
     contracts.write(_registry_with(ItemAddedV1), tmp_path)
     assert _ids(contracts.check_contracts(IntegrationRegistry(), tmp_path)) == ["eventfold.E006"]
+
+
+def test_a_stream_without_its_opening_event_is_refused_saying_what_is_missing():
+    """A deposit in a stream that does not start with its AccountOpened (written by hand, or by an
+    import): no currency to publish. The translation says so (the publisher parks on it), never
+    a bare KeyError."""
+    store, account = InMemoryEventStore(), uuid4()
+    _, second = _append(store, account, "account", e.FundsDeposited(amount=5), e.FundsDeposited(amount=7))
+    with pytest.raises(integration.NoOpening) as refused:
+        _published(store, second)
+    said = str(refused.value)
+    assert f"{account} starts with ledger.FundsDeposited (version 1)" in said
+    assert "does not carry currency" in said and f"position {second.position}" in said
