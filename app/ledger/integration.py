@@ -77,7 +77,8 @@ NOT_PERSONAL = ("currency", "from_account", "to_account", "amount")
 
 class NoOpening(LookupError):
     """The event's stream does not start with what its integration event needs (a stream written
-    without its opening event, by hand or by an import): the publisher parks there, saying so."""
+    without its opening event, by hand or by an import): the publisher parks there, and its
+    parked error (redacted: the type, not the message) names this class."""
 
 
 def _opening(event: RecordedEvent, store: Store, *needed: str) -> dict[str, Any]:
